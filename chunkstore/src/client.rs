@@ -1,0 +1,359 @@
+//! Signed client for the internal API, used by gateways and by storage nodes
+//! talking to each other. Connections are pooled and set TCP_NODELAY.
+
+use std::error::Error as _;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::SystemTime;
+
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper_util::client::legacy::Client;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::rt::{TokioExecutor, TokioTimer};
+
+use crate::auth::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
+use crate::limits::{
+    CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
+    MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
+};
+use crate::wire::{self, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClientError {
+    /// Could not connect, or the connection broke.
+    #[error("node {0} unreachable: {1}")]
+    Unreachable(SocketAddr, String),
+    /// The chunk is not on that node.
+    #[error("not found")]
+    NotFound,
+    /// The node holds the chunk but its checksum does not match (corrupt copy),
+    /// or the bytes received do not match the checksum the node sent.
+    #[error("checksum mismatch on node {0}")]
+    Corrupt(SocketAddr),
+    /// Any other non-success answer.
+    #[error("node {0} answered {1}: {2}")]
+    Status(SocketAddr, u16, String),
+}
+
+/// Client for one cluster (one secret); cheap to clone.
+#[derive(Clone)]
+pub struct NodeClient {
+    http: Client<HttpConnector, Full<Bytes>>,
+    secret: Arc<str>,
+}
+
+/// An answer: status, headers and the body read in full (bounded).
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl NodeClient {
+    pub fn new(cluster_secret: &str) -> NodeClient {
+        let mut connector = HttpConnector::new();
+        connector.set_nodelay(true);
+        connector.set_connect_timeout(Some(CONNECT_TIMEOUT));
+        let http = Client::builder(TokioExecutor::new())
+            .pool_timer(TokioTimer::new())
+            .pool_idle_timeout(POOL_IDLE_TIMEOUT)
+            .pool_max_idle_per_host(POOL_MAX_IDLE_PER_HOST)
+            .build(connector);
+        NodeClient {
+            http,
+            secret: Arc::from(cluster_secret),
+        }
+    }
+
+    /// Stores a chunk durably (fsync) on `node`. `crc32c` is the checksum of
+    /// `data`; the node verifies it before it writes anything.
+    pub async fn put_chunk(
+        &self,
+        node: SocketAddr,
+        id: ChunkId,
+        owner: &ChunkOwner,
+        data: Bytes,
+        crc32c: u32,
+    ) -> Result<(), ClientError> {
+        let owner = postcard::to_stdvec(owner)
+            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode owner: {e}")))?;
+        let headers = [
+            (wire::header::CRC32C, format!("{crc32c:08x}")),
+            (wire::header::OWNER, hex::encode(owner)),
+        ];
+        // The body is not hashed into the signature: the signed crc32c header
+        // covers it, and the node checks it before writing.
+        let answer = self
+            .send(
+                node,
+                Method::PUT,
+                format!("/chunks/{id}"),
+                &headers,
+                data,
+                UNSIGNED_PAYLOAD,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        expect_chunk(node, answer).map(drop)
+    }
+
+    /// Reads `len` bytes at `offset` of a chunk (the whole chunk when `range`
+    /// is None). The node verifies the whole chunk's checksum before it
+    /// answers; a whole-chunk read is verified again here.
+    pub async fn get_chunk(
+        &self,
+        node: SocketAddr,
+        id: ChunkId,
+        range: Option<(u64, u64)>,
+    ) -> Result<Bytes, ClientError> {
+        let path = match range {
+            None => format!("/chunks/{id}"),
+            Some((offset, len)) => format!("/chunks/{id}?offset={offset}&len={len}"),
+        };
+        let answer = self.get(node, path, MAX_CHUNK_SIZE).await?;
+        let answer = expect_chunk(node, answer)?;
+        let crc = answer
+            .headers
+            .get(wire::header::CRC32C)
+            .and_then(|v| v.to_str().ok())
+            .and_then(crate::server::parse_crc)
+            .ok_or_else(|| ClientError::Status(node, 200, "answer without x-fd-crc32c".into()))?;
+        let complete = match range {
+            None => crc32c::crc32c(&answer.body) == crc,
+            Some((_, len)) => answer.body.len() as u64 == len,
+        };
+        if !complete {
+            return Err(ClientError::Corrupt(node));
+        }
+        Ok(answer.body)
+    }
+
+    /// Deletes a chunk; deleting a missing chunk succeeds.
+    pub async fn delete_chunk(&self, node: SocketAddr, id: ChunkId) -> Result<(), ClientError> {
+        let answer = self
+            .send(
+                node,
+                Method::DELETE,
+                format!("/chunks/{id}"),
+                &[],
+                Bytes::new(),
+                EMPTY_SHA256,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        match expect_chunk(node, answer) {
+            Ok(_) | Err(ClientError::NotFound) => Ok(()),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Merges records into a table (last writer wins), durably.
+    pub async fn meta_put(
+        &self,
+        node: SocketAddr,
+        table: Table,
+        records: &[Record],
+    ) -> Result<(), ClientError> {
+        let body = postcard::to_stdvec(records)
+            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode records: {e}")))?;
+        let hash = auth::sha256_hex(&body);
+        let answer = self
+            .send(
+                node,
+                Method::POST,
+                format!("/meta/{}/merge", table.name()),
+                &[],
+                Bytes::from(body),
+                &hash,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        expect_success(node, answer).map(drop)
+    }
+
+    /// Reads one record, tombstones included.
+    pub async fn meta_get(
+        &self,
+        node: SocketAddr,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Record>, ClientError> {
+        let path = format!("/meta/{}/get?key={}", table.name(), hex::encode(key));
+        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Records with `start <= key < end` in key order, tombstones included,
+    /// at most `limit` of them. An empty `end` means no upper bound.
+    ///
+    /// A node answers at most [`MAX_SCAN_LIMIT`] records per call whatever
+    /// `limit` says; page on with the last key received.
+    pub async fn meta_scan(
+        &self,
+        node: SocketAddr,
+        table: Table,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+    ) -> Result<Vec<Record>, ClientError> {
+        let path = format!(
+            "/meta/{}/scan?start={}&end={}&limit={}",
+            table.name(),
+            hex::encode(start),
+            hex::encode(end),
+            limit.min(MAX_SCAN_LIMIT)
+        );
+        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    pub async fn status(&self, node: SocketAddr) -> Result<NodeStatus, ClientError> {
+        let answer = self.get(node, "/status".into(), MAX_ERROR_BODY).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    async fn get(
+        &self,
+        node: SocketAddr,
+        path: String,
+        max_body: u64,
+    ) -> Result<Answer, ClientError> {
+        self.send(
+            node,
+            Method::GET,
+            path,
+            &[],
+            Bytes::new(),
+            EMPTY_SHA256,
+            max_body,
+        )
+        .await
+    }
+
+    /// Signs and sends one request, and reads the answer's body (at most
+    /// `max_body` bytes), all within [`REQUEST_TIMEOUT`].
+    #[allow(clippy::too_many_arguments)]
+    async fn send(
+        &self,
+        node: SocketAddr,
+        method: Method,
+        path_and_query: String,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        body_sha256: &str,
+        max_body: u64,
+    ) -> Result<Answer, ClientError> {
+        let local = |why: String| ClientError::Status(node, 0, why);
+        let mut builder = Request::builder()
+            .method(method)
+            .uri(format!("http://{node}{path_and_query}"));
+        for (name, value) in headers {
+            builder = builder.header(*name, value.as_str());
+        }
+        let mut req = builder
+            .body(Full::new(body))
+            .map_err(|e| local(format!("cannot build request: {e}")))?;
+        auth::sign_request(&mut req, &self.secret, body_sha256, SystemTime::now())
+            .map_err(|e| local(e.to_string()))?;
+
+        let exchange = async {
+            let resp = self
+                .http
+                .request(req)
+                .await
+                .map_err(|e| ClientError::Unreachable(node, error_chain(&e)))?;
+            let (parts, body) = resp.into_parts();
+            // Error answers are short texts; anything longer is cut.
+            let limit = if parts.status.is_success() {
+                max_body
+            } else {
+                MAX_ERROR_BODY
+            };
+            let body = match Limited::new(body, limit as usize).collect().await {
+                Ok(c) => c.to_bytes(),
+                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
+                    return Err(ClientError::Status(
+                        node,
+                        parts.status.as_u16(),
+                        format!("answer larger than {limit} bytes"),
+                    ));
+                }
+                Err(e) => {
+                    return Err(ClientError::Unreachable(
+                        node,
+                        format!("reading answer: {e}"),
+                    ));
+                }
+            };
+            Ok(Answer {
+                status: parts.status,
+                headers: parts.headers,
+                body,
+            })
+        };
+        match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
+            Ok(result) => result,
+            Err(_) => Err(ClientError::Unreachable(
+                node,
+                format!("no answer within {REQUEST_TIMEOUT:?}"),
+            )),
+        }
+    }
+}
+
+/// Passes success answers through and maps the others to errors.
+fn expect_success(node: SocketAddr, answer: Answer) -> Result<Answer, ClientError> {
+    expect(node, answer, false)
+}
+
+/// Same for chunk endpoints, where 404 means "no such chunk" and
+/// [`wire::STATUS_CHUNK_CORRUPT`] a corrupt copy. (On metadata endpoints a
+/// missing key is a 200 with `None`; a 404 there is an unknown endpoint or
+/// table, an error.)
+fn expect_chunk(node: SocketAddr, answer: Answer) -> Result<Answer, ClientError> {
+    expect(node, answer, true)
+}
+
+fn expect(node: SocketAddr, answer: Answer, chunk: bool) -> Result<Answer, ClientError> {
+    let status = answer.status;
+    if status.is_success() {
+        return Ok(answer);
+    }
+    match status.as_u16() {
+        404 if chunk => Err(ClientError::NotFound),
+        wire::STATUS_CHUNK_CORRUPT if chunk => Err(ClientError::Corrupt(node)),
+        code => {
+            let text = String::from_utf8_lossy(&answer.body);
+            let text: String = text.chars().take(MAX_ERROR_TEXT).collect();
+            Err(ClientError::Status(node, code, text))
+        }
+    }
+}
+
+fn decode<T: serde::de::DeserializeOwned>(
+    node: SocketAddr,
+    answer: Answer,
+) -> Result<T, ClientError> {
+    postcard::from_bytes(&answer.body).map_err(|e| {
+        ClientError::Status(
+            node,
+            answer.status.as_u16(),
+            format!("undecodable answer: {e}"),
+        )
+    })
+}
+
+/// "client error (Connect): tcp connect error: Connection refused", not just
+/// the outermost "client error (Connect)".
+fn error_chain(e: &hyper_util::client::legacy::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}

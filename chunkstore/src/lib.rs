@@ -1,0 +1,16 @@
+//! The Flexdrive storage node: chunk files on disk, metadata records in redb,
+//! and the internal HTTP API (hyper, every request SigV4-signed with the
+//! cluster secret) that serves both. It also defines that protocol's wire
+//! types and the client gateways and other nodes use to speak it.
+
+pub mod auth;
+pub mod chunk;
+pub mod client;
+pub mod limits;
+pub mod meta;
+pub mod server;
+pub mod wire;
+
+pub use client::{ClientError, NodeClient};
+pub use server::{StorageConfig, StorageNode};
+pub use wire::{ChunkId, ChunkOwner, NodeStatus, Record, Table};

@@ -1,0 +1,588 @@
+//! The storage node process: owns the data directory and serves the internal API.
+//!
+//! Endpoints (every one but `GET /health/live` SigV4-signed, see [`crate::auth`]):
+//!
+//! | request | answer |
+//! |---|---|
+//! | `PUT /chunks/{id}` + `x-fd-crc32c`, `x-fd-owner`, body = data | 204 once durable; 400 checksum mismatch |
+//! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk; 404; 409 corrupt; 416 bad range |
+//! | `DELETE /chunks/{id}` | 204 (also when missing) |
+//! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
+//! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
+//! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>` |
+//! | `GET /status` | 200 postcard [`NodeStatus`] |
+//! | `GET /health/live` | 200 `ok`, no signature needed |
+//!
+//! A request that fails verification answers 403 and changes nothing; a body
+//! over its limit answers 413; unknown paths and tables 404; bad ids and
+//! queries 400.
+
+use std::convert::Infallible;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::SystemTime;
+
+use anyhow::Context;
+use bytes::Bytes;
+use http::{Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full, Limited};
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, watch};
+use tokio::task::JoinSet;
+
+use crate::auth::{self, VerifiedPayload};
+use crate::chunk::{ChunkError, ChunkStore};
+use crate::limits::{
+    ACCEPT_ERROR_PAUSE, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY, MAX_META_BODY,
+    MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
+};
+use crate::meta::MetaStore;
+use crate::wire::{self, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+
+#[derive(Clone, Debug)]
+pub struct StorageConfig {
+    pub data_dir: PathBuf,
+    /// Internal HTTP address to bind; port 0 picks a free port.
+    pub http_addr: SocketAddr,
+    pub cluster_secret: String,
+    /// Capacity to report; None means the free space of the data dir's filesystem.
+    pub capacity_bytes: Option<u64>,
+}
+
+pub struct StorageNode {
+    addr: SocketAddr,
+    state: Arc<State>,
+    stop: watch::Sender<bool>,
+    server: tokio::task::JoinHandle<()>,
+}
+
+/// What request handlers share.
+struct State {
+    node_id: String,
+    secret: String,
+    data_dir: PathBuf,
+    capacity_bytes: Option<u64>,
+    chunks: ChunkStore,
+    meta: Arc<MetaStore>,
+    in_flight: AtomicU32,
+}
+
+impl StorageNode {
+    /// Creates or opens the data dir (node id, chunks, redb) and starts serving.
+    pub async fn start(config: StorageConfig) -> anyhow::Result<StorageNode> {
+        let data_dir = config.data_dir.clone();
+        let (node_id, meta) = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&data_dir)
+                .with_context(|| format!("create data dir {}", data_dir.display()))?;
+            let node_id = load_or_create_node_id(&data_dir)?;
+            let meta = MetaStore::open(&data_dir.join("meta.redb"))?;
+            anyhow::Ok((node_id, meta))
+        })
+        .await??;
+        let chunks = ChunkStore::open(&config.data_dir)
+            .await
+            .with_context(|| format!("open chunk store in {}", config.data_dir.display()))?;
+        let listener = TcpListener::bind(config.http_addr)
+            .await
+            .with_context(|| format!("bind storage node to {}", config.http_addr))?;
+        let addr = listener.local_addr()?;
+
+        let state = Arc::new(State {
+            node_id,
+            secret: config.cluster_secret,
+            data_dir: config.data_dir,
+            capacity_bytes: config.capacity_bytes,
+            chunks,
+            meta: Arc::new(meta),
+            in_flight: AtomicU32::new(0),
+        });
+        let (stop, stop_rx) = watch::channel(false);
+        let server = tokio::spawn(serve(listener, state.clone(), stop_rx));
+        tracing::info!(node_id = %state.node_id, %addr, "storage node listening");
+        Ok(StorageNode {
+            addr,
+            state,
+            stop,
+            server,
+        })
+    }
+
+    /// Stable id, persisted in the data dir.
+    pub fn id(&self) -> &str {
+        &self.state.node_id
+    }
+
+    /// The HTTP address actually bound.
+    pub fn http_addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    /// The node's metadata store, for local wiring (layout records).
+    pub fn meta(&self) -> Arc<MetaStore> {
+        self.state.meta.clone()
+    }
+
+    pub fn status(&self) -> NodeStatus {
+        self.state.status()
+    }
+
+    /// Stops accepting, waits for requests in flight (bounded), closes redb.
+    ///
+    /// redb closes when the last `Arc<MetaStore>` is dropped: callers that
+    /// took one with [`StorageNode::meta`] must drop it before reopening the
+    /// same data dir.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        if let Err(e) = self.server.await {
+            tracing::warn!("storage node server task failed: {e}");
+        }
+        tracing::info!(node_id = %self.state.node_id, "storage node stopped");
+    }
+}
+
+impl State {
+    fn status(&self) -> NodeStatus {
+        let used = self.chunks.used_bytes();
+        let (capacity, free) = match self.capacity_bytes {
+            Some(capacity) => (capacity, capacity.saturating_sub(used)),
+            None => match rustix::fs::statvfs(&self.data_dir) {
+                Ok(st) => (
+                    st.f_blocks.saturating_mul(st.f_frsize),
+                    st.f_bavail.saturating_mul(st.f_frsize),
+                ),
+                Err(e) => {
+                    tracing::warn!("statvfs {}: {e}", self.data_dir.display());
+                    (0, 0)
+                }
+            },
+        };
+        NodeStatus {
+            node_id: self.node_id.clone(),
+            capacity_bytes: capacity,
+            used_bytes: used,
+            free_bytes: free,
+            chunk_count: self.chunks.chunk_count(),
+            in_flight: self.in_flight.load(Ordering::Relaxed),
+        }
+    }
+}
+
+/// Reads `<data_dir>/node_id`, or creates it (16 random hex digits) once,
+/// durably, so a restarted node keeps its identity.
+fn load_or_create_node_id(data_dir: &Path) -> anyhow::Result<String> {
+    let path = data_dir.join("node_id");
+    match std::fs::read_to_string(&path) {
+        Ok(s) => {
+            let id = s.trim();
+            anyhow::ensure!(
+                id.len() == 16 && id.bytes().all(|b| b.is_ascii_hexdigit()),
+                "{} does not hold a node id (16 hex digits); restore it or remove the data dir",
+                path.display()
+            );
+            return Ok(id.to_string());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("read {}", path.display())),
+    }
+    let id = hex::encode(rand::random::<[u8; 8]>());
+    let tmp = data_dir.join("node_id.tmp");
+    let mut file = std::fs::File::create(&tmp)?;
+    file.write_all(id.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, &path)?;
+    std::fs::File::open(data_dir)?.sync_all()?;
+    Ok(id)
+}
+
+/// Accept loop; returns after a stop signal once connections are closed (or
+/// the grace period is over).
+async fn serve(listener: TcpListener, state: Arc<State>, mut stop: watch::Receiver<bool>) {
+    let graceful = GracefulShutdown::new();
+    let mut connections = JoinSet::new();
+    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(SERVER_HEADER_TIMEOUT);
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            Some(_) = connections.join_next(), if !connections.is_empty() => {}
+            accepted = async {
+                // Take a connection slot first, so a full node stops accepting.
+                let slot = slots.clone().acquire_owned().await;
+                (listener.accept().await, slot)
+            } => {
+                let (accepted, slot) = accepted;
+                let (stream, peer) = match accepted {
+                    Ok(a) => a,
+                    Err(e) => {
+                        tracing::warn!("accept failed: {e}");
+                        tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+                        continue;
+                    }
+                };
+                if let Err(e) = stream.set_nodelay(true) {
+                    tracing::debug!(%peer, "set TCP_NODELAY: {e}");
+                }
+                let state = state.clone();
+                let service = hyper::service::service_fn(move |req| handle(state.clone(), req));
+                let conn = graceful.watch(http.serve_connection(TokioIo::new(stream), service));
+                connections.spawn(async move {
+                    if let Err(e) = conn.await {
+                        tracing::debug!(%peer, "connection ended: {e}");
+                    }
+                    drop(slot);
+                });
+            }
+        }
+    }
+    drop(listener);
+    if tokio::time::timeout(SHUTDOWN_GRACE, graceful.shutdown())
+        .await
+        .is_err()
+    {
+        tracing::warn!("requests still in flight after {SHUTDOWN_GRACE:?}; dropping them");
+    }
+    connections.shutdown().await;
+}
+
+type Resp = Response<Full<Bytes>>;
+
+fn text(status: StatusCode, body: impl Into<String>) -> Resp {
+    let mut resp = Response::new(Full::new(Bytes::from(body.into())));
+    *resp.status_mut() = status;
+    resp
+}
+
+/// A refused request: status and a short text for the body.
+struct Reject {
+    status: StatusCode,
+    message: String,
+}
+
+fn reject(status: StatusCode, message: impl Into<String>) -> Reject {
+    Reject {
+        status,
+        message: message.into(),
+    }
+}
+
+fn empty(status: StatusCode) -> Resp {
+    text(status, "")
+}
+
+fn postcard_body<T: serde::Serialize>(value: &T) -> Resp {
+    match postcard::to_stdvec(value) {
+        Ok(body) => Response::new(Full::new(Bytes::from(body))),
+        Err(e) => text(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("encode answer: {e}"),
+        ),
+    }
+}
+
+/// Counts a request in flight for as long as it lives.
+struct InFlight<'a>(&'a AtomicU32);
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// What a request asks for, parsed from method and path before the body is read.
+enum Route {
+    PutChunk(ChunkId),
+    GetChunk(ChunkId),
+    DeleteChunk(ChunkId),
+    MetaMerge(Table),
+    MetaGet(Table),
+    MetaScan(Table),
+    Status,
+}
+
+impl Route {
+    fn body_limit(&self) -> u64 {
+        match self {
+            Route::PutChunk(_) => MAX_CHUNK_SIZE,
+            Route::MetaMerge(_) => MAX_META_BODY,
+            _ => MAX_EMPTY_BODY,
+        }
+    }
+}
+
+fn route(method: &Method, path: &str) -> Result<Route, Reject> {
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let not_found = || reject(StatusCode::NOT_FOUND, "no such endpoint");
+    let bad_method = || reject(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
+    match segments.as_slice() {
+        ["chunks", id] => {
+            let id: ChunkId = id
+                .parse()
+                .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad chunk id"))?;
+            match *method {
+                Method::PUT => Ok(Route::PutChunk(id)),
+                Method::GET => Ok(Route::GetChunk(id)),
+                Method::DELETE => Ok(Route::DeleteChunk(id)),
+                _ => Err(bad_method()),
+            }
+        }
+        ["meta", table, op] => {
+            let table = Table::from_name(table).ok_or_else(not_found)?;
+            match (*op, method) {
+                ("merge", &Method::POST) => Ok(Route::MetaMerge(table)),
+                ("get", &Method::GET) => Ok(Route::MetaGet(table)),
+                ("scan", &Method::GET) => Ok(Route::MetaScan(table)),
+                ("merge" | "get" | "scan", _) => Err(bad_method()),
+                _ => Err(not_found()),
+            }
+        }
+        ["status"] if method == Method::GET => Ok(Route::Status),
+        ["status"] => Err(bad_method()),
+        _ => Err(not_found()),
+    }
+}
+
+async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infallible> {
+    state.in_flight.fetch_add(1, Ordering::Relaxed);
+    let _in_flight = InFlight(&state.in_flight);
+    if req.method() == Method::GET && req.uri().path() == "/health/live" {
+        return Ok(text(StatusCode::OK, "ok"));
+    }
+    Ok(handle_signed(&state, req)
+        .await
+        .unwrap_or_else(|r| text(r.status, r.message)))
+}
+
+async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Resp, Reject> {
+    let (parts, body) = req.into_parts();
+    let payload = auth::verify_request(&parts, &state.secret, SystemTime::now()).map_err(|e| {
+        tracing::debug!(uri = %parts.uri, "rejected request: {e}");
+        reject(StatusCode::FORBIDDEN, format!("forbidden: {e}"))
+    })?;
+    let route = route(&parts.method, parts.uri.path())?;
+    if payload == VerifiedPayload::Unsigned && !matches!(route, Route::PutChunk(_)) {
+        // Only chunk bodies may skip the body hash: their signed crc32c
+        // covers them. Any other body must be signed.
+        return Err(reject(
+            StatusCode::FORBIDDEN,
+            "forbidden: UNSIGNED-PAYLOAD is only accepted for chunk bodies",
+        ));
+    }
+    let body = read_body(&parts, body, route.body_limit()).await?;
+    if !payload.matches(&body) {
+        return Err(reject(
+            StatusCode::FORBIDDEN,
+            "forbidden: body does not match x-amz-content-sha256",
+        ));
+    }
+    let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+
+    match route {
+        Route::PutChunk(id) => put_chunk(state, &parts.headers, id, body).await,
+        Route::GetChunk(id) => get_chunk(state, &query, id).await,
+        Route::DeleteChunk(id) => match state.chunks.delete(id).await {
+            Ok(_) => Ok(empty(StatusCode::NO_CONTENT)),
+            Err(e) => Err(chunk_error(e)),
+        },
+        Route::MetaMerge(table) => {
+            let records: Vec<Record> = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad records: {e}")))?;
+            let meta = state.meta.clone();
+            blocking_meta(move || meta.merge(table, &records)).await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::MetaGet(table) => {
+            let key = query.hex("key")?.ok_or_else(|| missing("key"))?;
+            let meta = state.meta.clone();
+            let record = blocking_meta(move || meta.get(table, &key)).await?;
+            Ok(postcard_body(&record))
+        }
+        Route::MetaScan(table) => {
+            let start = query.hex("start")?.unwrap_or_default();
+            let end = query.hex("end")?.unwrap_or_default();
+            let limit = match query.get("limit") {
+                Some(l) => l
+                    .parse::<u32>()
+                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
+                None => MAX_SCAN_LIMIT,
+            }
+            .min(MAX_SCAN_LIMIT);
+            let meta = state.meta.clone();
+            let records =
+                blocking_meta(move || meta.scan(table, &start, &end, limit as usize)).await?;
+            Ok(postcard_body(&records))
+        }
+        Route::Status => Ok(postcard_body(&state.status())),
+    }
+}
+
+/// Reads a body of at most `limit` bytes; 413 when it is bigger, before
+/// reading it when the length is announced.
+async fn read_body(
+    parts: &http::request::Parts,
+    body: Incoming,
+    limit: u64,
+) -> Result<Bytes, Reject> {
+    let too_large = || {
+        reject(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("body larger than {limit} bytes"),
+        )
+    };
+    let announced = parts
+        .headers
+        .get(http::header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if announced.is_some_and(|len| len > limit) {
+        return Err(too_large());
+    }
+    match Limited::new(body, limit as usize).collect().await {
+        Ok(collected) => Ok(collected.to_bytes()),
+        Err(e) if e.is::<http_body_util::LengthLimitError>() => Err(too_large()),
+        Err(e) => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!("reading body: {e}"),
+        )),
+    }
+}
+
+async fn put_chunk(
+    state: &State,
+    headers: &http::HeaderMap,
+    id: ChunkId,
+    body: Bytes,
+) -> Result<Resp, Reject> {
+    let header = |name: &'static str| {
+        headers
+            .get(name)
+            .and_then(|v| v.to_str().ok())
+            .ok_or_else(|| missing(name))
+    };
+    let crc = parse_crc(header(wire::header::CRC32C)?)
+        .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "bad x-fd-crc32c"))?;
+    let owner: ChunkOwner = hex::decode(header(wire::header::OWNER)?)
+        .ok()
+        .and_then(|raw| postcard::from_bytes(&raw).ok())
+        .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "bad x-fd-owner"))?;
+    match state.chunks.put(id, owner, body, crc).await {
+        Ok(()) => Ok(empty(StatusCode::NO_CONTENT)),
+        Err(e) => Err(chunk_error(e)),
+    }
+}
+
+async fn get_chunk(state: &State, query: &Query, id: ChunkId) -> Result<Resp, Reject> {
+    let number = |name: &str| -> Result<Option<u64>, Reject> {
+        query
+            .get(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| reject(StatusCode::BAD_REQUEST, format!("bad {name}")))
+            })
+            .transpose()
+    };
+    let (offset, len) = (number("offset")?, number("len")?);
+    let range = match (offset, len) {
+        (None, None) => None,
+        (offset, Some(len)) => Some((offset.unwrap_or(0), len)),
+        (Some(_), None) => {
+            return Err(reject(StatusCode::BAD_REQUEST, "offset needs len"));
+        }
+    };
+    let read = state.chunks.get(id, range).await.map_err(chunk_error)?;
+    let mut resp = Response::new(Full::new(read.data));
+    let headers = resp.headers_mut();
+    // Eight hex digits always make a valid header value.
+    if let Ok(v) = http::HeaderValue::from_str(&format!("{:08x}", read.crc32c)) {
+        headers.insert(wire::header::CRC32C, v);
+    }
+    headers.insert(wire::header::SIZE, http::HeaderValue::from(read.size));
+    Ok(resp)
+}
+
+/// Parses the 8-hex-digit crc32c header.
+pub(crate) fn parse_crc(s: &str) -> Option<u32> {
+    if s.is_empty() || s.len() > 8 || !s.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return None;
+    }
+    u32::from_str_radix(s, 16).ok()
+}
+
+fn missing(name: &str) -> Reject {
+    reject(StatusCode::BAD_REQUEST, format!("missing {name}"))
+}
+
+fn chunk_error(e: ChunkError) -> Reject {
+    let status = match &e {
+        ChunkError::NotFound => StatusCode::NOT_FOUND,
+        ChunkError::Corrupt(_) => {
+            tracing::warn!("corrupt chunk: {e}");
+            StatusCode::from_u16(wire::STATUS_CHUNK_CORRUPT).unwrap_or(StatusCode::CONFLICT)
+        }
+        ChunkError::ChecksumMismatch { .. } => StatusCode::BAD_REQUEST,
+        ChunkError::TooLarge(_) => StatusCode::PAYLOAD_TOO_LARGE,
+        ChunkError::RangeNotSatisfiable { .. } => StatusCode::RANGE_NOT_SATISFIABLE,
+        ChunkError::Io(_) => {
+            tracing::error!("chunk i/o error: {e}");
+            StatusCode::INTERNAL_SERVER_ERROR
+        }
+    };
+    reject(status, e.to_string())
+}
+
+/// Runs a redb call off the async threads; errors answer 500.
+async fn blocking_meta<T: Send + 'static>(
+    f: impl FnOnce() -> anyhow::Result<T> + Send + 'static,
+) -> Result<T, Reject> {
+    let internal = |e: String| {
+        tracing::error!("metadata error: {e}");
+        reject(StatusCode::INTERNAL_SERVER_ERROR, e)
+    };
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(e)) => Err(internal(format!("{e:#}"))),
+        Err(e) => Err(internal(format!("metadata task failed: {e}"))),
+    }
+}
+
+/// Decoded query parameters.
+struct Query(Vec<(String, String)>);
+
+impl Query {
+    fn parse(query: &str) -> Result<Query, Reject> {
+        let mut pairs = Vec::new();
+        for pair in query.split('&').filter(|p| !p.is_empty()) {
+            let (k, v) = pair.split_once('=').unwrap_or((pair, ""));
+            let decode = |s: &str| {
+                urlencoding::decode(s)
+                    .map(|c| c.into_owned())
+                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad query encoding"))
+            };
+            pairs.push((decode(k)?, decode(v)?));
+        }
+        Ok(Query(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .rev()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    fn hex(&self, name: &str) -> Result<Option<Vec<u8>>, Reject> {
+        self.get(name)
+            .map(|v| {
+                hex::decode(v).map_err(|_| reject(StatusCode::BAD_REQUEST, format!("bad {name}")))
+            })
+            .transpose()
+    }
+}

@@ -1,0 +1,410 @@
+//! The gateway's view of the cluster: the layout (every storage node that
+//! holds data, alive or not), which of them are alive and how loaded, where a
+//! metadata partition lives (rendezvous hashing) and where a new chunk goes
+//! (power of two choices by load).
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+
+use chunkstore::{NodeClient, Record, Table};
+use membership::{MemberState, Role, Snapshot};
+use rand::seq::IndexedRandom;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+
+use crate::hlc::Hlc;
+use crate::limits::{LAYOUT_REFRESH, PARTITIONS, REPLICAS};
+
+/// One storage node of the layout, as stored in every node's `layout` table.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutEntry {
+    pub id: String,
+    pub zone: String,
+    pub http_addr: SocketAddr,
+}
+
+/// The storage nodes that hold partitions, and the replica set of every
+/// partition computed from them.
+#[derive(Debug, Default)]
+pub struct Layout {
+    nodes: BTreeMap<String, (u64, LayoutEntry)>,
+    /// Replica node ids per partition, index = partition (system partition last).
+    replicas: Vec<Vec<String>>,
+}
+
+impl Layout {
+    fn from_nodes(nodes: BTreeMap<String, (u64, LayoutEntry)>) -> Layout {
+        let entries: Vec<&LayoutEntry> = nodes.values().map(|(_, e)| e).collect();
+        let replicas = (0..=PARTITIONS)
+            .map(|p| rendezvous(p, &entries, REPLICAS))
+            .collect();
+        Layout { nodes, replicas }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.nodes.is_empty()
+    }
+
+    pub fn entry(&self, id: &str) -> Option<&LayoutEntry> {
+        self.nodes.get(id).map(|(_, e)| e)
+    }
+
+    pub fn entries(&self) -> impl Iterator<Item = &LayoutEntry> {
+        self.nodes.values().map(|(_, e)| e)
+    }
+
+    pub fn partition_replicas(&self, partition: u16) -> &[String] {
+        self.replicas
+            .get(partition as usize)
+            .map(Vec::as_slice)
+            .unwrap_or(&[])
+    }
+}
+
+/// Stable 64-bit hash (FNV-1a, then a splitmix finaliser to spread the bits):
+/// every gateway and every version must compute the same placement.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The `n` nodes with the highest score for this partition, distinct zones
+/// first.
+fn rendezvous(partition: u16, nodes: &[&LayoutEntry], n: usize) -> Vec<String> {
+    let mut scored: Vec<(u64, &LayoutEntry)> = nodes
+        .iter()
+        .map(|e| (stable_hash(&[&partition.to_be_bytes(), e.id.as_bytes()]), *e))
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let mut chosen: Vec<String> = Vec::with_capacity(n);
+    let mut zones: HashSet<&str> = HashSet::new();
+    for (_, e) in &scored {
+        if chosen.len() < n && zones.insert(e.zone.as_str()) {
+            chosen.push(e.id.clone());
+        }
+    }
+    for (_, e) in &scored {
+        if chosen.len() < n && !chosen.contains(&e.id) {
+            chosen.push(e.id.clone());
+        }
+    }
+    chosen
+}
+
+/// A live storage node a request can go to.
+#[derive(Clone, Debug)]
+pub struct NodeRef {
+    pub id: String,
+    pub addr: SocketAddr,
+    pub zone: String,
+    score: u64,
+}
+
+pub struct Cluster {
+    membership: watch::Receiver<Arc<Snapshot>>,
+    layout: RwLock<Arc<Layout>>,
+    /// Requests this gateway has in flight per node: the freshest load signal.
+    in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
+    client: NodeClient,
+    hlc: Arc<Hlc>,
+}
+
+/// Counts a request to a node while it is alive.
+pub struct InFlight(Arc<AtomicU32>);
+
+impl Drop for InFlight {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Cluster {
+    pub fn new(
+        membership: watch::Receiver<Arc<Snapshot>>,
+        client: NodeClient,
+        hlc: Arc<Hlc>,
+    ) -> Arc<Cluster> {
+        Arc::new(Cluster {
+            membership,
+            layout: RwLock::new(Arc::new(Layout::default())),
+            in_flight: Mutex::new(HashMap::new()),
+            client,
+            hlc,
+        })
+    }
+
+    pub fn client(&self) -> &NodeClient {
+        &self.client
+    }
+
+    pub fn layout(&self) -> Arc<Layout> {
+        match self.layout.read() {
+            Ok(l) => l.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.membership.borrow().clone()
+    }
+
+    pub fn track(&self, node_id: &str) -> InFlight {
+        let counter = {
+            let mut map = match self.in_flight.lock() {
+                Ok(m) => m,
+                Err(poisoned) => poisoned.into_inner(),
+            };
+            map.entry(node_id.to_string()).or_default().clone()
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        InFlight(counter)
+    }
+
+    fn local_in_flight(&self, node_id: &str) -> u32 {
+        let map = match self.in_flight.lock() {
+            Ok(m) => m,
+            Err(poisoned) => poisoned.into_inner(),
+        };
+        map.get(node_id)
+            .map(|c| c.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    }
+
+    /// Storage nodes alive now, with a load score (lower is better).
+    pub fn live_storage(&self) -> Vec<NodeRef> {
+        let snapshot = self.snapshot();
+        snapshot
+            .live_storage()
+            .map(|m| {
+                let (reported, fullness) = match &m.load {
+                    Some(l) if l.capacity_bytes > 0 => (
+                        u64::from(l.in_flight),
+                        l.used_bytes.saturating_mul(16) / l.capacity_bytes,
+                    ),
+                    Some(l) => (u64::from(l.in_flight), 0),
+                    None => (0, 0),
+                };
+                NodeRef {
+                    id: m.id.clone(),
+                    addr: m.http_addr,
+                    zone: m.zone.clone(),
+                    score: u64::from(self.local_in_flight(&m.id)) * 4 + reported + fullness,
+                }
+            })
+            .collect()
+    }
+
+    /// Where a node is reachable now: membership first (it follows restarts),
+    /// then the layout.
+    pub fn addr_of(&self, node_id: &str) -> Option<SocketAddr> {
+        let snapshot = self.snapshot();
+        if let Some(m) = snapshot.get(node_id) {
+            return Some(m.http_addr);
+        }
+        self.layout().entry(node_id).map(|e| e.http_addr)
+    }
+
+    pub fn is_live(&self, node_id: &str) -> bool {
+        self.snapshot()
+            .get(node_id)
+            .is_some_and(|m| m.role == Role::Storage && m.state != MemberState::Down)
+    }
+
+    /// Replicas of a partition that could answer now, live ones first.
+    pub fn partition_nodes(&self, partition: u16) -> Vec<(String, SocketAddr, bool)> {
+        let layout = self.layout();
+        let mut nodes: Vec<(String, SocketAddr, bool)> = layout
+            .partition_replicas(partition)
+            .iter()
+            .filter_map(|id| {
+                let addr = self.addr_of(id)?;
+                Some((id.clone(), addr, self.is_live(id)))
+            })
+            .collect();
+        nodes.sort_by_key(|(_, _, live)| !*live);
+        nodes
+    }
+
+    /// Chooses a node for a new chunk replica among live nodes not in
+    /// `exclude`: two random candidates, the less loaded wins; nodes in zones
+    /// not yet used by this chunk are preferred.
+    pub fn place(&self, exclude: &[NodeRef]) -> Option<NodeRef> {
+        let candidates: Vec<NodeRef> = self
+            .live_storage()
+            .into_iter()
+            .filter(|n| !exclude.iter().any(|e| e.id == n.id))
+            .collect();
+        let fresh_zone: Vec<&NodeRef> = candidates
+            .iter()
+            .filter(|n| !exclude.iter().any(|e| e.zone == n.zone))
+            .collect();
+        let pool: Vec<&NodeRef> = if fresh_zone.is_empty() {
+            candidates.iter().collect()
+        } else {
+            fresh_zone
+        };
+        let mut rng = rand::rng();
+        let picks: Vec<&&NodeRef> = pool.choose_multiple(&mut rng, 2).collect();
+        picks
+            .into_iter()
+            .min_by_key(|n| n.score)
+            .map(|n| (*n).clone())
+    }
+
+    /// Keeps the layout up to date until the process ends: every storage node
+    /// seen through membership is added and recorded on every live storage
+    /// node, and the layout recorded there (by any gateway, earlier) is merged
+    /// in, so a restarted gateway still knows nodes that are down now.
+    pub async fn maintain_layout(self: Arc<Self>) {
+        let mut watch = self.membership.clone();
+        loop {
+            self.refresh_layout().await;
+            tokio::select! {
+                _ = tokio::time::sleep(LAYOUT_REFRESH) => {}
+                changed = watch.changed() => {
+                    if changed.is_err() {
+                        return;
+                    }
+                }
+            }
+        }
+    }
+
+    pub async fn refresh_layout(&self) {
+        let current = self.layout();
+        let mut nodes = current.nodes.clone();
+        let live = self.live_storage();
+
+        // What the storage nodes remember.
+        for node in live.iter().take(REPLICAS) {
+            match self
+                .client
+                .meta_scan(node.addr, Table::Layout, &[], &[], 10_000)
+                .await
+            {
+                Ok(records) => merge_layout_records(&mut nodes, &records),
+                Err(e) => tracing::debug!(node = %node.id, error = %e, "layout scan failed"),
+            }
+        }
+
+        // What membership shows now.
+        let mut news = Vec::new();
+        for node in &live {
+            let entry = LayoutEntry {
+                id: node.id.clone(),
+                zone: node.zone.clone(),
+                http_addr: node.addr,
+            };
+            if nodes.get(&node.id).map(|(_, e)| e) != Some(&entry) {
+                let ts = self.hlc.now();
+                match rmp_serde::to_vec_named(&entry) {
+                    Ok(value) => news.push(Record {
+                        key: entry.id.as_bytes().to_vec(),
+                        ts,
+                        value: Some(value),
+                    }),
+                    Err(e) => tracing::warn!(error = %e, "layout entry encoding failed"),
+                }
+                nodes.insert(node.id.clone(), (ts, entry));
+            }
+        }
+        if !news.is_empty() {
+            for node in &live {
+                if let Err(e) = self.client.meta_put(node.addr, Table::Layout, &news).await {
+                    tracing::debug!(node = %node.id, error = %e, "layout write failed");
+                }
+            }
+        }
+
+        if nodes != current.nodes {
+            tracing::info!(nodes = nodes.len(), "layout changed");
+            let layout = Arc::new(Layout::from_nodes(nodes));
+            match self.layout.write() {
+                Ok(mut l) => *l = layout,
+                Err(poisoned) => *poisoned.into_inner() = layout,
+            }
+        }
+    }
+}
+
+fn merge_layout_records(nodes: &mut BTreeMap<String, (u64, LayoutEntry)>, records: &[Record]) {
+    for record in records {
+        let Some(value) = &record.value else { continue };
+        let Ok(entry) = rmp_serde::from_slice::<LayoutEntry>(value) else {
+            continue;
+        };
+        let newer = nodes
+            .get(&entry.id)
+            .is_none_or(|(ts, _)| record.ts > *ts);
+        if newer {
+            nodes.insert(entry.id.clone(), (record.ts, entry));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, zone: &str) -> LayoutEntry {
+        LayoutEntry {
+            id: id.into(),
+            zone: zone.into(),
+            http_addr: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn rendezvous_picks_distinct_nodes_and_moves_little_when_a_node_joins() {
+        let five: Vec<LayoutEntry> = (0..5).map(|i| entry(&format!("n{i}"), "z")).collect();
+        let refs: Vec<&LayoutEntry> = five.iter().collect();
+        let six_owned: Vec<LayoutEntry> = (0..6).map(|i| entry(&format!("n{i}"), "z")).collect();
+        let six: Vec<&LayoutEntry> = six_owned.iter().collect();
+        let mut moved = 0;
+        for p in 0..PARTITIONS {
+            let a = rendezvous(p, &refs, 3);
+            assert_eq!(a.len(), 3);
+            let set: HashSet<_> = a.iter().collect();
+            assert_eq!(set.len(), 3);
+            let b = rendezvous(p, &six, 3);
+            moved += a.iter().filter(|id| !b.contains(id)).count();
+        }
+        // A sixth node should take about 1/6 of the replicas, not reshuffle all.
+        assert!(moved < (PARTITIONS as usize * 3) / 3, "moved {moved}");
+    }
+
+    #[test]
+    fn rendezvous_prefers_distinct_zones() {
+        let nodes = [
+            entry("a1", "a"),
+            entry("a2", "a"),
+            entry("a3", "a"),
+            entry("b1", "b"),
+            entry("c1", "c"),
+        ];
+        let refs: Vec<&LayoutEntry> = nodes.iter().collect();
+        for p in 0..PARTITIONS {
+            let chosen = rendezvous(p, &refs, 3);
+            let zones: HashSet<char> = chosen.iter().map(|id| id.as_bytes()[0] as char).collect();
+            assert_eq!(zones.len(), 3, "partition {p}: {chosen:?}");
+        }
+    }
+}

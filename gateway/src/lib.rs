@@ -1,0 +1,15 @@
+//! The Flexdrive S3 gateway: an s3s service that authenticates clients,
+//! keeps bucket and object metadata in the storage nodes' replicated tables,
+//! and streams object data as chunks to and from three storage nodes each.
+//! It holds no durable state of its own; run as many as you like.
+
+pub mod cluster;
+pub mod data;
+pub mod hlc;
+pub mod limits;
+pub mod model;
+mod s3;
+mod server;
+pub mod table;
+
+pub use server::{GatewayConfig, RunningGateway, start};

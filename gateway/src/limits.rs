@@ -1,0 +1,55 @@
+//! Limits and tunables of the gateway, with the reason for each.
+
+use std::time::Duration;
+
+/// Chunk size objects are cut into: big enough that per-chunk overhead
+/// (one request per replica, one checksum) is small, small enough that a
+/// window of them fits comfortably in memory per request.
+pub const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
+
+/// Chunks of one PUT in flight at once; memory per PUT is about
+/// (WRITE_WINDOW + 1) x chunk size.
+pub const WRITE_WINDOW: usize = 4;
+
+/// Chunks of one GET fetched ahead of the client.
+pub const READ_AHEAD: usize = 3;
+
+/// Copies of every chunk and of every metadata record.
+pub const REPLICAS: usize = 3;
+
+/// Metadata acknowledgements that make a write durable; reads ask as many,
+/// so a read always overlaps the last acknowledged write (2 + 2 > 3).
+pub const QUORUM: usize = 2;
+
+/// Metadata partitions; the object index of one bucket lives in one.
+pub const PARTITIONS: u16 = 256;
+
+/// The partition of global records (buckets, access keys, layout).
+pub const SYSTEM_PARTITION: u16 = PARTITIONS;
+
+/// Nodes tried for one chunk replica before the write gives up (503).
+pub const MAX_PLACEMENT_ATTEMPTS: usize = 6;
+
+/// Largest object a single PUT accepts (S3's own limit).
+pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
+
+/// Largest object key, in bytes (S3's own limit).
+pub const MAX_KEY_LEN: usize = 1024;
+
+/// Keys per listing page (S3's own limit).
+pub const MAX_LIST_KEYS: usize = 1000;
+
+/// Records asked of each replica per scan round-trip while listing.
+pub const SCAN_BATCH: u32 = 1000;
+
+/// Scan rounds one listing request may make before it returns a truncated
+/// page (many common prefixes in a row can otherwise mean a long walk).
+pub const MAX_SCAN_ROUNDS: usize = 64;
+
+/// Multipart limits from S3: part numbers 1..=10000, every part but the
+/// last at least 5 MiB.
+pub const MAX_PART_NUMBER: i32 = 10_000;
+pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
+
+/// How often the gateway refreshes the layout from storage nodes.
+pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);

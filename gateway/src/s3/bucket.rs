@@ -1,0 +1,201 @@
+//! ListBuckets, CreateBucket, HeadBucket, DeleteBucket, GetBucketLocation.
+
+use std::time::{Duration, UNIX_EPOCH};
+
+use chunkstore::Table;
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::{Inner, requester};
+use crate::hlc::wall_ms;
+use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION};
+use crate::model::{self, BucketRecord, ObjectRecord};
+
+pub(crate) fn timestamp(ms: u64) -> Timestamp {
+    Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
+}
+
+pub(crate) fn owner(access_key: &str) -> Owner {
+    Owner {
+        display_name: Some(access_key.to_string()),
+        id: Some(hex::encode(access_key.as_bytes())),
+    }
+}
+
+impl Inner {
+    /// The bucket's record, or NoSuchBucket.
+    pub(crate) async fn bucket(&self, name: &str) -> S3Result<BucketRecord> {
+        let record = self
+            .tables
+            .get(Table::Buckets, SYSTEM_PARTITION, &model::bucket_key(name))
+            .await?;
+        record
+            .and_then(|r| r.value)
+            .and_then(|v| model::decode::<BucketRecord>(&v))
+            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))
+    }
+
+    pub(crate) async fn list_buckets(
+        &self,
+        req: S3Request<ListBucketsInput>,
+    ) -> S3Result<S3Response<ListBucketsOutput>> {
+        let who = requester(&req)?;
+        let (mut start, end) = model::bucket_range();
+        let mut buckets = Vec::new();
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .tables
+                .scan(Table::Buckets, SYSTEM_PARTITION, &start, &end, SCAN_BATCH)
+                .await?;
+            for record in &page.records {
+                let Some(b) = record
+                    .value
+                    .as_deref()
+                    .and_then(model::decode::<BucketRecord>)
+                else {
+                    continue;
+                };
+                buckets.push(Bucket {
+                    name: Some(b.name),
+                    creation_date: Some(timestamp(b.created_ms)),
+                    bucket_region: Some(self.region.clone()),
+                });
+            }
+            match page.next {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        Ok(S3Response::new(ListBucketsOutput {
+            buckets: Some(buckets),
+            owner: Some(owner(&who)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn create_bucket(
+        &self,
+        req: S3Request<CreateBucketInput>,
+    ) -> S3Result<S3Response<CreateBucketOutput>> {
+        let who = requester(&req)?;
+        let name = req.input.bucket;
+        if !s3s::path::check_bucket_name(&name) {
+            return Err(s3_error!(InvalidBucketName, "invalid bucket name {name}"));
+        }
+        if let Some(location) = req
+            .input
+            .create_bucket_configuration
+            .and_then(|c| c.location_constraint)
+        {
+            let location = location.as_str();
+            if !location.is_empty() && location != self.region {
+                return Err(s3_error!(
+                    InvalidLocationConstraint,
+                    "this endpoint serves region {}, not {location}",
+                    self.region
+                ));
+            }
+        }
+        self.data.check_writable()?;
+        match self.bucket(&name).await {
+            Ok(existing) if existing.owner == who => {
+                return Err(s3_error!(BucketAlreadyOwnedByYou));
+            }
+            Ok(_) => return Err(s3_error!(BucketAlreadyExists)),
+            Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchBucket => {}
+            Err(e) => return Err(e),
+        }
+        let record = BucketRecord {
+            id: rand::random(),
+            name: name.clone(),
+            created_ms: wall_ms(),
+            owner: who,
+        };
+        self.tables
+            .put(
+                Table::Buckets,
+                SYSTEM_PARTITION,
+                model::bucket_key(&name),
+                Some(model::encode(&record)),
+            )
+            .await?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    pub(crate) async fn head_bucket(
+        &self,
+        req: S3Request<HeadBucketInput>,
+    ) -> S3Result<S3Response<HeadBucketOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(HeadBucketOutput {
+            bucket_region: Some(self.region.clone()),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn get_bucket_location(
+        &self,
+        req: S3Request<GetBucketLocationInput>,
+    ) -> S3Result<S3Response<GetBucketLocationOutput>> {
+        self.bucket(&req.input.bucket).await?;
+        // S3 answers an empty LocationConstraint for us-east-1.
+        let location = (self.region != "us-east-1")
+            .then(|| BucketLocationConstraint::from(self.region.clone()));
+        Ok(S3Response::new(GetBucketLocationOutput {
+            location_constraint: location,
+        }))
+    }
+
+    pub(crate) async fn delete_bucket(
+        &self,
+        req: S3Request<DeleteBucketInput>,
+    ) -> S3Result<S3Response<DeleteBucketOutput>> {
+        let bucket = self.bucket(&req.input.bucket).await?;
+        if self.has_objects(&bucket).await? {
+            return Err(s3_error!(BucketNotEmpty));
+        }
+        self.tables
+            .put(
+                Table::Buckets,
+                SYSTEM_PARTITION,
+                model::bucket_key(&bucket.name),
+                None,
+            )
+            .await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    async fn has_objects(&self, bucket: &BucketRecord) -> S3Result<bool> {
+        let prefix = model::object_prefix(&bucket.id);
+        let end = model::prefix_end(&prefix);
+        let partition = model::bucket_partition(&bucket.id);
+        let mut start = prefix;
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .tables
+                .scan(Table::Objects, partition, &start, &end, SCAN_BATCH)
+                .await?;
+            let any = page.records.iter().any(|r| {
+                r.value
+                    .as_deref()
+                    .and_then(model::decode::<ObjectRecord>)
+                    .is_some_and(|o| !o.versions.is_empty())
+            });
+            if any {
+                return Ok(true);
+            }
+            match page.next {
+                Some(next) => start = next,
+                None => return Ok(false),
+            }
+        }
+        // Bounded walk over deleted keys ended without an answer; refuse
+        // rather than drop a bucket that might hold objects.
+        Err(s3_error!(
+            ServiceUnavailable,
+            "bucket emptiness check took too long; retry"
+        ))
+    }
+}

@@ -1,0 +1,272 @@
+//! GetObject and HeadObject: conditions, ranges, part numbers, streaming.
+
+use std::ops::Range as ByteRange;
+
+use chunkstore::Table;
+use s3s::dto::*;
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
+
+use super::Inner;
+use super::bucket::timestamp;
+use super::put::parse_http_date;
+use crate::model::{self, ObjectData, ObjectRecord, ObjectVersion};
+
+/// What a GET or HEAD resolved to before any byte is sent.
+struct Resolved {
+    version: ObjectVersion,
+    data: ObjectData,
+    range: ByteRange<u64>,
+    content_range: Option<String>,
+    parts_count: Option<i32>,
+}
+
+struct Conditions<'a> {
+    if_match: Option<&'a ETagCondition>,
+    if_none_match: Option<&'a ETagCondition>,
+    if_modified_since: Option<&'a Timestamp>,
+    if_unmodified_since: Option<&'a Timestamp>,
+}
+
+fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
+    match condition {
+        ETagCondition::Any => true,
+        ETagCondition::ETag(e) => e.value() == etag,
+    }
+}
+
+fn seconds(t: &Timestamp) -> i64 {
+    time::OffsetDateTime::from(t.clone()).unix_timestamp()
+}
+
+/// RFC 7232 evaluation order, as S3 applies it: If-Match, then
+/// If-Unmodified-Since (ignored when If-Match is present), then If-None-Match,
+/// then If-Modified-Since (ignored when If-None-Match is present).
+fn check_conditions(c: &Conditions<'_>, etag: &str, last_modified_ms: u64) -> S3Result<()> {
+    let modified = (last_modified_ms / 1000) as i64;
+    if let Some(cond) = c.if_match {
+        if !etag_matches(cond, etag) {
+            return Err(s3_error!(PreconditionFailed, "If-Match did not match"));
+        }
+    } else if let Some(since) = c.if_unmodified_since
+        && modified > seconds(since)
+    {
+        return Err(s3_error!(
+            PreconditionFailed,
+            "modified after If-Unmodified-Since"
+        ));
+    }
+    if let Some(cond) = c.if_none_match {
+        if etag_matches(cond, etag) {
+            return Err(s3_error!(NotModified));
+        }
+    } else if let Some(since) = c.if_modified_since
+        && modified <= seconds(since)
+    {
+        return Err(s3_error!(NotModified));
+    }
+    Ok(())
+}
+
+fn header(data: &ObjectData, name: &str) -> Option<String> {
+    data.headers
+        .iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v.clone())
+}
+
+fn user_metadata(data: &ObjectData) -> Option<Metadata> {
+    (!data.user_meta.is_empty()).then(|| data.user_meta.iter().cloned().collect())
+}
+
+impl Inner {
+    async fn resolve(
+        &self,
+        bucket: &str,
+        key: &str,
+        range: Option<Range>,
+        part_number: Option<i32>,
+        conditions: Conditions<'_>,
+    ) -> S3Result<Resolved> {
+        let bucket = self.bucket(bucket).await?;
+        let record = self
+            .tables
+            .get(
+                Table::Objects,
+                model::bucket_partition(&bucket.id),
+                &model::object_key(&bucket.id, key),
+            )
+            .await?
+            .and_then(|r| r.value)
+            .and_then(|v| model::decode::<ObjectRecord>(&v));
+        let version = record
+            .as_ref()
+            .and_then(ObjectRecord::current_data)
+            .cloned()
+            .ok_or_else(|| s3_error!(NoSuchKey, "no such key: {key}"))?;
+        let data = version.data.clone().unwrap_or_default();
+        check_conditions(&conditions, &data.etag, version.last_modified_ms)?;
+
+        let size = data.size;
+        let (byte_range, content_range, parts_count) = match (range, part_number) {
+            (Some(_), Some(_)) => {
+                return Err(s3_error!(
+                    InvalidRequest,
+                    "Range and partNumber cannot be used together"
+                ));
+            }
+            (Some(r), None) => {
+                let checked = r.check(size).map_err(|_| {
+                    s3_error!(InvalidRange, "the range is not satisfiable for {size} bytes")
+                })?;
+                let content_range =
+                    format!("bytes {}-{}/{size}", checked.start, checked.end - 1);
+                (checked, Some(content_range), None)
+            }
+            (None, Some(n)) => {
+                let parts: Vec<u64> = if data.part_sizes.is_empty() {
+                    vec![size]
+                } else {
+                    data.part_sizes.clone()
+                };
+                if n < 1 || n as usize > parts.len() {
+                    let mut e = S3Error::with_message(
+                        S3ErrorCode::Custom("InvalidPartNumber".into()),
+                        format!("the object has no part {n}"),
+                    );
+                    e.set_status_code(http::StatusCode::RANGE_NOT_SATISFIABLE);
+                    return Err(e);
+                }
+                let start: u64 = parts[..n as usize - 1].iter().sum();
+                let end = start + parts[n as usize - 1];
+                let content_range = (parts.len() > 1 && end > start)
+                    .then(|| format!("bytes {start}-{}/{size}", end - 1));
+                (start..end, content_range, Some(parts.len() as i32))
+            }
+            (None, None) => (0..size, None, None),
+        };
+        Ok(Resolved {
+            version,
+            data,
+            range: byte_range,
+            content_range,
+            parts_count,
+        })
+    }
+
+    pub(crate) async fn get_object(
+        &self,
+        req: S3Request<GetObjectInput>,
+    ) -> S3Result<S3Response<GetObjectOutput>> {
+        let input = req.input;
+        let resolved = self
+            .resolve(
+                &input.bucket,
+                &input.key,
+                input.range,
+                input.part_number,
+                Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let Resolved {
+            version,
+            data,
+            range,
+            content_range,
+            parts_count,
+        } = resolved;
+        let length = range.end - range.start;
+        let body = self.data.read(data.chunks.clone(), range);
+        let output = GetObjectOutput {
+            body: Some(StreamingBlob::wrap(body)),
+            content_length: Some(length as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(data.etag.clone())),
+            last_modified: Some(timestamp(version.last_modified_ms)),
+            parts_count,
+            content_type: input
+                .response_content_type
+                .or_else(|| data.content_type.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| header(&data, "cache-control")),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| header(&data, "content-disposition")),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| header(&data, "content-encoding")),
+            content_language: input
+                .response_content_language
+                .or_else(|| header(&data, "content-language")),
+            expires: input
+                .response_expires
+                .or_else(|| header(&data, "expires").and_then(|e| parse_http_date(&e))),
+            metadata: user_metadata(&data),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+
+    pub(crate) async fn head_object(
+        &self,
+        req: S3Request<HeadObjectInput>,
+    ) -> S3Result<S3Response<HeadObjectOutput>> {
+        let input = req.input;
+        let resolved = self
+            .resolve(
+                &input.bucket,
+                &input.key,
+                input.range,
+                input.part_number,
+                Conditions {
+                    if_match: input.if_match.as_ref(),
+                    if_none_match: input.if_none_match.as_ref(),
+                    if_modified_since: input.if_modified_since.as_ref(),
+                    if_unmodified_since: input.if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let Resolved {
+            version,
+            data,
+            range,
+            content_range,
+            parts_count,
+        } = resolved;
+        let output = HeadObjectOutput {
+            content_length: Some((range.end - range.start) as i64),
+            content_range,
+            accept_ranges: Some("bytes".into()),
+            e_tag: Some(ETag::Strong(data.etag.clone())),
+            last_modified: Some(timestamp(version.last_modified_ms)),
+            parts_count,
+            content_type: input
+                .response_content_type
+                .or_else(|| data.content_type.clone()),
+            cache_control: input
+                .response_cache_control
+                .or_else(|| header(&data, "cache-control")),
+            content_disposition: input
+                .response_content_disposition
+                .or_else(|| header(&data, "content-disposition")),
+            content_encoding: input
+                .response_content_encoding
+                .or_else(|| header(&data, "content-encoding")),
+            content_language: input
+                .response_content_language
+                .or_else(|| header(&data, "content-language")),
+            expires: input
+                .response_expires
+                .or_else(|| header(&data, "expires").and_then(|e| parse_http_date(&e))),
+            metadata: user_metadata(&data),
+            ..Default::default()
+        };
+        Ok(S3Response::new(output))
+    }
+}

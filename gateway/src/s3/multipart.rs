@@ -1,0 +1,456 @@
+//! The multipart family. Parts are stored as chunks like any object data;
+//! completing an upload concatenates the chosen parts' chunk lists, it never
+//! copies data.
+
+use chunkstore::{Record, Table};
+use md5::{Digest, Md5};
+use s3s::dto::*;
+use s3s::{S3Request, S3Response, S3Result, s3_error};
+
+use super::bucket::{owner, timestamp};
+use super::put::{ContentHeaders, body_stream, chunk_owner};
+use super::{Inner, check_key, requester};
+use crate::hlc::wall_ms;
+use crate::limits::{
+    MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE, MAX_SCAN_ROUNDS, MIN_PART_SIZE, SCAN_BATCH,
+};
+use crate::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
+
+impl Inner {
+    async fn upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+        self.tables
+            .get(
+                Table::Uploads,
+                model::bucket_partition(&bucket.id),
+                &model::upload_key(&bucket.id, key, upload_id),
+            )
+            .await?
+            .and_then(|r| r.value)
+            .and_then(|v| model::decode::<UploadRecord>(&v))
+            .ok_or_else(|| s3_error!(NoSuchUpload, "no such upload: {upload_id}"))
+    }
+
+    /// Every part record of an upload, in part-number order.
+    async fn parts(&self, bucket: &BucketRecord, upload_id: &str) -> S3Result<Vec<PartRecord>> {
+        let partition = model::bucket_partition(&bucket.id);
+        let prefix = model::part_prefix(&bucket.id, upload_id);
+        let end = model::prefix_end(&prefix);
+        let mut start = prefix;
+        let mut parts = Vec::new();
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .tables
+                .scan(Table::Parts, partition, &start, &end, SCAN_BATCH)
+                .await?;
+            parts.extend(
+                page.records
+                    .iter()
+                    .filter_map(|r| r.value.as_deref())
+                    .filter_map(model::decode::<PartRecord>),
+            );
+            match page.next {
+                Some(next) => start = next,
+                None => return Ok(parts),
+            }
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "too many part records to read in one request"
+        ))
+    }
+
+    /// Tombstones for the upload and its parts, in one write per table.
+    async fn forget_upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        parts: &[PartRecord],
+    ) -> S3Result<()> {
+        let partition = model::bucket_partition(&bucket.id);
+        let ts = self.tables.now();
+        let part_tombstones: Vec<Record> = parts
+            .iter()
+            .map(|p| Record {
+                key: model::part_key(&bucket.id, upload_id, p.part_number),
+                ts,
+                value: None,
+            })
+            .collect();
+        if !part_tombstones.is_empty() {
+            self.tables
+                .put_records(Table::Parts, partition, part_tombstones)
+                .await?;
+        }
+        self.tables
+            .put_records(
+                Table::Uploads,
+                partition,
+                vec![Record {
+                    key: model::upload_key(&bucket.id, key, upload_id),
+                    ts,
+                    value: None,
+                }],
+            )
+            .await
+    }
+
+    pub(crate) async fn create_multipart_upload(
+        &self,
+        req: S3Request<CreateMultipartUploadInput>,
+    ) -> S3Result<S3Response<CreateMultipartUploadOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let bucket = self.bucket(&input.bucket).await?;
+        self.data.check_writable()?;
+        let content = ContentHeaders::new(
+            input.content_type,
+            input.cache_control,
+            input.content_disposition,
+            input.content_encoding,
+            input.content_language,
+            input.expires,
+            input.metadata,
+        );
+        let upload = UploadRecord {
+            key: input.key.clone(),
+            upload_id: model::random_id(),
+            initiated_ms: wall_ms(),
+            content_type: content.content_type,
+            headers: content.headers,
+            user_meta: content.user_meta,
+        };
+        self.tables
+            .put(
+                Table::Uploads,
+                model::bucket_partition(&bucket.id),
+                model::upload_key(&bucket.id, &input.key, &upload.upload_id),
+                Some(model::encode(&upload)),
+            )
+            .await?;
+        Ok(S3Response::new(CreateMultipartUploadOutput {
+            bucket: Some(bucket.name),
+            key: Some(input.key),
+            upload_id: Some(upload.upload_id),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn upload_part(
+        &self,
+        req: S3Request<UploadPartInput>,
+    ) -> S3Result<S3Response<UploadPartOutput>> {
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers go from 1 to {MAX_PART_NUMBER}"
+            ));
+        }
+        self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let owner = chunk_owner(&bucket, &input.key, &input.upload_id);
+        let written = self
+            .data
+            .write(body_stream(input.body), owner, MAX_PUT_SIZE)
+            .await?;
+        if let Some(len) = input.content_length
+            && len as u64 != written.size
+        {
+            self.data.delete_chunks(written.chunks);
+            return Err(s3_error!(
+                IncompleteBody,
+                "body had {} bytes, Content-Length said {len}",
+                written.size
+            ));
+        }
+        if let Some(b64) = &input.content_md5 {
+            use base64::Engine;
+            let expected = base64::engine::general_purpose::STANDARD.decode(b64).ok();
+            if expected.as_deref() != Some(written.md5.as_slice()) {
+                self.data.delete_chunks(written.chunks);
+                return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
+            }
+        }
+        let partition = model::bucket_partition(&bucket.id);
+        let part_key = model::part_key(&bucket.id, &input.upload_id, input.part_number);
+        let replaced = self
+            .tables
+            .get(Table::Parts, partition, &part_key)
+            .await?
+            .and_then(|r| r.value)
+            .and_then(|v| model::decode::<PartRecord>(&v));
+        let etag = hex::encode(written.md5);
+        let part = PartRecord {
+            part_number: input.part_number,
+            etag: etag.clone(),
+            size: written.size,
+            last_modified_ms: wall_ms(),
+            chunks: written.chunks,
+        };
+        self.tables
+            .put(Table::Parts, partition, part_key, Some(model::encode(&part)))
+            .await?;
+        if let Some(old) = replaced {
+            self.data.delete_chunks(old.chunks);
+        }
+        Ok(S3Response::new(UploadPartOutput {
+            e_tag: Some(ETag::Strong(etag)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn complete_multipart_upload(
+        &self,
+        req: S3Request<CompleteMultipartUploadInput>,
+    ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let chosen = input
+            .multipart_upload
+            .and_then(|m| m.parts)
+            .unwrap_or_default();
+        if chosen.is_empty() {
+            return Err(s3_error!(
+                MalformedXML,
+                "the request must name at least one part"
+            ));
+        }
+        let stored = self.parts(&bucket, &input.upload_id).await?;
+        let mut previous = 0;
+        let mut used: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
+        for part in &chosen {
+            let number = part
+                .part_number
+                .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
+            if number <= previous {
+                return Err(s3_error!(
+                    InvalidPartOrder,
+                    "parts must be listed in ascending order"
+                ));
+            }
+            previous = number;
+            let record = stored
+                .iter()
+                .find(|p| p.part_number == number)
+                .ok_or_else(|| s3_error!(InvalidPart, "part {number} was not uploaded"))?;
+            if let Some(etag) = &part.e_tag
+                && etag.value().trim_matches('"') != record.etag
+            {
+                return Err(s3_error!(InvalidPart, "part {number} has another ETag"));
+            }
+            used.push(record);
+        }
+        if let Some((_, all_but_last)) = used.split_last()
+            && let Some(small) = all_but_last.iter().find(|p| p.size < MIN_PART_SIZE)
+        {
+            return Err(s3_error!(
+                EntityTooSmall,
+                "part {} has {} bytes; every part but the last needs at least {MIN_PART_SIZE}",
+                small.part_number,
+                small.size
+            ));
+        }
+
+        let mut md5s = Md5::new();
+        for p in &used {
+            let raw = hex::decode(&p.etag).unwrap_or_default();
+            md5s.update(&raw);
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), used.len());
+        let data = ObjectData {
+            size: used.iter().map(|p| p.size).sum(),
+            etag: etag.clone(),
+            content_type: upload.content_type.clone(),
+            headers: upload.headers.clone(),
+            user_meta: upload.user_meta.clone(),
+            checksums: Vec::new(),
+            part_sizes: used.iter().map(|p| p.size).collect(),
+            chunks: used.iter().flat_map(|p| p.chunks.clone()).collect(),
+        };
+        let unused: Vec<_> = stored
+            .iter()
+            .filter(|s| !used.iter().any(|u| u.part_number == s.part_number))
+            .flat_map(|s| s.chunks.clone())
+            .collect();
+        self.commit_version(&bucket, &input.key, data).await?;
+        self.forget_upload(&bucket, &input.key, &input.upload_id, &stored)
+            .await?;
+        self.data.delete_chunks(unused);
+        Ok(S3Response::new(CompleteMultipartUploadOutput {
+            bucket: Some(bucket.name.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("/{}/{}", bucket.name, input.key)),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn abort_multipart_upload(
+        &self,
+        req: S3Request<AbortMultipartUploadInput>,
+    ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let parts = self.parts(&bucket, &input.upload_id).await?;
+        self.forget_upload(&bucket, &input.key, &input.upload_id, &parts)
+            .await?;
+        self.data
+            .delete_chunks(parts.into_iter().flat_map(|p| p.chunks).collect());
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    pub(crate) async fn list_parts(
+        &self,
+        req: S3Request<ListPartsInput>,
+    ) -> S3Result<S3Response<ListPartsOutput>> {
+        let who = requester(&req)?;
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let marker = input.part_number_marker.unwrap_or(0);
+        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let after: Vec<PartRecord> = self
+            .parts(&bucket, &input.upload_id)
+            .await?
+            .into_iter()
+            .filter(|p| p.part_number > marker)
+            .collect();
+        let truncated = after.len() > max;
+        let page: Vec<PartRecord> = after.into_iter().take(max).collect();
+        let next_marker = page.last().map(|p| p.part_number);
+        Ok(S3Response::new(ListPartsOutput {
+            bucket: Some(bucket.name),
+            key: Some(input.key),
+            upload_id: Some(input.upload_id),
+            part_number_marker: input.part_number_marker,
+            next_part_number_marker: next_marker,
+            max_parts: Some(max as i32),
+            is_truncated: Some(truncated),
+            owner: Some(owner(&who)),
+            initiator: Some(Initiator {
+                display_name: Some(who.clone()),
+                id: Some(hex::encode(who.as_bytes())),
+            }),
+            storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            parts: Some(
+                page.into_iter()
+                    .map(|p| Part {
+                        part_number: Some(p.part_number),
+                        e_tag: Some(ETag::Strong(p.etag)),
+                        size: Some(p.size as i64),
+                        last_modified: Some(timestamp(p.last_modified_ms)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+
+    pub(crate) async fn list_multipart_uploads(
+        &self,
+        req: S3Request<ListMultipartUploadsInput>,
+    ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
+        let who = requester(&req)?;
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        let partition = model::bucket_partition(&bucket.id);
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let delimiter = input.delimiter.clone().filter(|d| !d.is_empty());
+        let max = input
+            .max_uploads
+            .unwrap_or(MAX_LIST_KEYS as i32)
+            .clamp(0, MAX_LIST_KEYS as i32) as usize;
+        let base = model::object_prefix(&bucket.id);
+        let end = model::prefix_end(&[base.as_slice(), prefix.as_bytes()].concat());
+        let mut position = [base.as_slice(), prefix.as_bytes()].concat();
+        if let Some(key_marker) = input.key_marker.as_deref().filter(|m| !m.is_empty()) {
+            let after = match input.upload_id_marker.as_deref() {
+                Some(id) => model::key_after(&model::upload_key(&bucket.id, key_marker, id)),
+                // Without an upload-id marker, every upload of the marker key is skipped.
+                None => model::upload_key(&bucket.id, key_marker, "\u{10ffff}"),
+            };
+            position = position.max(after);
+        }
+
+        let mut uploads = Vec::new();
+        let mut prefixes: Vec<String> = Vec::new();
+        let mut truncated = false;
+        'scan: for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .tables
+                .scan(Table::Uploads, partition, &position, &end, SCAN_BATCH)
+                .await?;
+            for record in &page.records {
+                let Some(upload) = record
+                    .value
+                    .as_deref()
+                    .and_then(model::decode::<UploadRecord>)
+                else {
+                    continue;
+                };
+                if uploads.len() + prefixes.len() == max {
+                    truncated = true;
+                    break 'scan;
+                }
+                let rolled = delimiter.as_deref().and_then(|d| {
+                    upload.key[prefix.len()..]
+                        .find(d)
+                        .map(|i| upload.key[..prefix.len() + i + d.len()].to_string())
+                });
+                match rolled {
+                    Some(common) => {
+                        if prefixes.last() != Some(&common) {
+                            prefixes.push(common);
+                        }
+                    }
+                    None => uploads.push(upload),
+                }
+            }
+            match page.next {
+                Some(next) => position = next,
+                None => break,
+            }
+        }
+        let next_key_marker = uploads.last().map(|u| u.key.clone());
+        let next_upload_id_marker = uploads.last().map(|u| u.upload_id.clone());
+        Ok(S3Response::new(ListMultipartUploadsOutput {
+            bucket: Some(bucket.name),
+            prefix: input.prefix,
+            delimiter: input.delimiter,
+            key_marker: input.key_marker,
+            upload_id_marker: input.upload_id_marker,
+            next_key_marker: truncated.then_some(next_key_marker).flatten(),
+            next_upload_id_marker: truncated.then_some(next_upload_id_marker).flatten(),
+            max_uploads: Some(max as i32),
+            is_truncated: Some(truncated),
+            common_prefixes: Some(
+                prefixes
+                    .into_iter()
+                    .map(|p| CommonPrefix { prefix: Some(p) })
+                    .collect(),
+            ),
+            uploads: Some(
+                uploads
+                    .into_iter()
+                    .map(|u| MultipartUpload {
+                        key: Some(u.key),
+                        upload_id: Some(u.upload_id),
+                        initiated: Some(timestamp(u.initiated_ms)),
+                        initiator: Some(Initiator {
+                            display_name: Some(who.clone()),
+                            id: Some(hex::encode(who.as_bytes())),
+                        }),
+                        owner: Some(owner(&who)),
+                        storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+                        ..Default::default()
+                    })
+                    .collect(),
+            ),
+            ..Default::default()
+        }))
+    }
+}

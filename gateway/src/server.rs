@@ -1,0 +1,228 @@
+//! Serving the S3 API over HTTP: listener, s3s service, shutdown.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use membership::Snapshot;
+use s3s::auth::{S3Auth, SecretKey};
+use s3s::host::{S3Host, VirtualHost};
+use s3s::service::S3ServiceBuilder;
+use s3s::{S3Result, s3_error};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::data::DataPath;
+use crate::hlc::Hlc;
+use crate::s3::Gateway;
+use crate::table::Tables;
+
+#[derive(Clone, Debug)]
+pub struct GatewayConfig {
+    /// Address to serve S3 on; port 0 picks a free port.
+    pub s3_addr: SocketAddr,
+    pub root_access_key: String,
+    pub root_secret_key: String,
+    pub cluster_secret: String,
+    pub chunk_size: usize,
+    pub region: String,
+    /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`);
+    /// any other Host is served path-style.
+    pub domains: Vec<String>,
+}
+
+pub struct RunningGateway {
+    addr: SocketAddr,
+    cluster: Arc<Cluster>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl RunningGateway {
+    /// The S3 address actually bound.
+    pub fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    pub fn cluster(&self) -> Arc<Cluster> {
+        self.cluster.clone()
+    }
+
+    /// Stops accepting and gives requests in flight a bounded time to finish.
+    pub async fn shutdown(mut self) {
+        let _ = self.stop.send(true);
+        for task in self.tasks.drain(..) {
+            if tokio::time::timeout(Duration::from_secs(5), task).await.is_err() {
+                tracing::warn!("gateway task did not stop in time");
+            }
+        }
+    }
+}
+
+impl Drop for RunningGateway {
+    fn drop(&mut self) {
+        let _ = self.stop.send(true);
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts a gateway that finds storage nodes through `membership`.
+pub async fn start(
+    config: GatewayConfig,
+    membership: watch::Receiver<Arc<Snapshot>>,
+) -> anyhow::Result<RunningGateway> {
+    let hlc = Arc::new(Hlc::new());
+    let client = chunkstore::NodeClient::new(&config.cluster_secret);
+    let cluster = Cluster::new(membership, client, hlc.clone());
+    let tables = Tables::new(cluster.clone(), hlc);
+    let data = DataPath::new(cluster.clone(), config.chunk_size);
+    let gateway = Gateway::new(tables, data, &config);
+
+    let mut builder = S3ServiceBuilder::new(gateway);
+    builder.set_auth(RootAuth {
+        access_key: config.root_access_key.clone(),
+        secret_key: config.root_secret_key.clone(),
+    });
+    let listener = TcpListener::bind(config.s3_addr)
+        .await
+        .map_err(|e| anyhow::anyhow!("cannot listen for S3 on {}: {e}", config.s3_addr))?;
+    let addr = listener.local_addr()?;
+    builder.set_host(Domains::new(&config.domains, addr.port()));
+    let service = builder.build();
+
+    let (stop, mut stopped) = watch::channel(false);
+    let layout_task = tokio::spawn(cluster.clone().maintain_layout());
+    let accept_task = tokio::spawn(async move {
+        let conn_builder = ConnBuilder::new(TokioExecutor::new());
+        let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+        loop {
+            tokio::select! {
+                accepted = listener.accept() => {
+                    let (socket, _) = match accepted {
+                        Ok(a) => a,
+                        Err(e) => {
+                            tracing::warn!(error = %e, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(50)).await;
+                            continue;
+                        }
+                    };
+                    // Without this every small response waits for the
+                    // client's delayed ACK (about 40 ms).
+                    let _ = socket.set_nodelay(true);
+                    let conn = conn_builder
+                        .serve_connection(TokioIo::new(socket), service.clone())
+                        .into_owned();
+                    let conn = graceful.watch(conn);
+                    tokio::spawn(async move {
+                        if let Err(e) = conn.await {
+                            tracing::debug!(error = %e, "S3 connection ended with an error");
+                        }
+                    });
+                }
+                _ = stopped.changed() => break,
+            }
+        }
+        drop(listener);
+        if tokio::time::timeout(Duration::from_secs(5), graceful.shutdown())
+            .await
+            .is_err()
+        {
+            tracing::warn!("S3 connections still open after 5 s; closing them");
+        }
+    });
+    let layout_stop = {
+        let mut stopped = stop.subscribe();
+        tokio::spawn(async move {
+            let _ = stopped.changed().await;
+            layout_task.abort();
+        })
+    };
+    Ok(RunningGateway {
+        addr,
+        cluster,
+        stop,
+        tasks: vec![accept_task, layout_stop],
+    })
+}
+
+/// The root key, given by the operator.
+struct RootAuth {
+    access_key: String,
+    secret_key: String,
+}
+
+#[async_trait::async_trait]
+impl S3Auth for RootAuth {
+    async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
+        if access_key == self.access_key {
+            Ok(SecretKey::from(self.secret_key.as_str()))
+        } else {
+            Err(s3_error!(InvalidAccessKeyId))
+        }
+    }
+}
+
+/// Virtual-hosted-style for the configured base domains (with or without
+/// the port); path-style for every other Host, so that a client reaching us
+/// under a name we were not told about is not mistaken for a bucket.
+struct Domains {
+    domains: Vec<String>,
+}
+
+impl Domains {
+    fn new(domains: &[String], port: u16) -> Domains {
+        let mut all = Vec::new();
+        for d in domains {
+            let d = d.trim().to_ascii_lowercase();
+            if d.is_empty() {
+                continue;
+            }
+            all.push(format!("{d}:{port}"));
+            all.push(d);
+        }
+        Domains { domains: all }
+    }
+}
+
+impl S3Host for Domains {
+    fn parse_host_header<'a>(&'a self, host: &'a str) -> S3Result<VirtualHost<'a>> {
+        for domain in &self.domains {
+            if host.eq_ignore_ascii_case(domain) {
+                return Ok(VirtualHost::new(domain.as_str()));
+            }
+            if host.len() > domain.len() + 1 {
+                let (bucket, rest) = host.split_at(host.len() - domain.len());
+                if rest.eq_ignore_ascii_case(domain)
+                    && let Some(bucket) = bucket.strip_suffix('.')
+                {
+                    return Ok(VirtualHost::new(domain.as_str()).with_bucket(bucket));
+                }
+            }
+        }
+        Ok(VirtualHost::new(host))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hosts_map_to_buckets_only_under_known_domains() {
+        let d = Domains::new(&["s3.local".into()], 9000);
+        let vh = d.parse_host_header("photos.s3.local:9000").unwrap();
+        assert_eq!(vh.bucket(), Some("photos"));
+        let vh = d.parse_host_header("photos.s3.local").unwrap();
+        assert_eq!(vh.bucket(), Some("photos"));
+        let vh = d.parse_host_header("s3.local:9000").unwrap();
+        assert_eq!(vh.bucket(), None);
+        let vh = d.parse_host_header("flexdrive-gateway:9000").unwrap();
+        assert_eq!(vh.bucket(), None);
+    }
+}

@@ -1,0 +1,256 @@
+//! Replicated metadata tables: one generic layer that every table uses.
+//! A record lives on the three replicas of its partition; writes succeed at
+//! two acknowledgements, reads ask two and repair a stale replica.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use chunkstore::{Record, Table};
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use s3s::{S3Result, s3_error};
+
+use crate::cluster::Cluster;
+use crate::hlc::Hlc;
+use crate::limits::QUORUM;
+
+#[derive(Clone)]
+pub struct Tables {
+    cluster: Arc<Cluster>,
+    hlc: Arc<Hlc>,
+}
+
+/// A page of a scan merged from a quorum of replicas.
+pub struct ScanPage {
+    /// Records in key order, tombstones included.
+    pub records: Vec<Record>,
+    /// When the replicas had more: where the next page starts.
+    pub next: Option<Vec<u8>>,
+}
+
+impl Tables {
+    pub fn new(cluster: Arc<Cluster>, hlc: Arc<Hlc>) -> Tables {
+        Tables { cluster, hlc }
+    }
+
+    pub fn now(&self) -> u64 {
+        self.hlc.now()
+    }
+
+    /// Writes a record (a tombstone when `value` is None) at a fresh timestamp.
+    pub async fn put(
+        &self,
+        table: Table,
+        partition: u16,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+    ) -> S3Result<u64> {
+        let ts = self.hlc.now();
+        self.put_records(table, partition, vec![Record { key, ts, value }])
+            .await?;
+        Ok(ts)
+    }
+
+    /// Writes records of one partition to all its replicas; returns once a
+    /// quorum has them durably. The slower replicas finish in the background.
+    pub async fn put_records(
+        &self,
+        table: Table,
+        partition: u16,
+        records: Vec<Record>,
+    ) -> S3Result<()> {
+        let nodes = self.cluster.partition_nodes(partition);
+        if nodes.len() < QUORUM {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "metadata partition {partition} has {} reachable replicas",
+                nodes.len()
+            ));
+        }
+        let records = Arc::new(records);
+        let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len());
+        for (id, addr, _) in nodes {
+            let tx = tx.clone();
+            let records = records.clone();
+            let cluster = self.cluster.clone();
+            tokio::spawn(async move {
+                let _guard = cluster.track(&id);
+                let result = cluster.client().meta_put(addr, table, &records).await;
+                if let Err(e) = &result {
+                    tracing::warn!(node = %id, error = %e, "metadata write failed");
+                }
+                let _ = tx.send(result.is_ok()).await;
+            });
+        }
+        drop(tx);
+        let mut acks = 0;
+        while let Some(ok) = rx.recv().await {
+            if ok {
+                acks += 1;
+                if acks >= QUORUM {
+                    return Ok(());
+                }
+            }
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "metadata write reached {acks} of {QUORUM} replicas needed"
+        ))
+    }
+
+    /// Reads a record at quorum; the newest answer wins and stale replicas
+    /// are repaired in the background. Tombstones come back as `None`.
+    pub async fn get(&self, table: Table, partition: u16, key: &[u8]) -> S3Result<Option<Record>> {
+        let nodes = self.cluster.partition_nodes(partition);
+        let mut pending: FuturesUnordered<_> = nodes
+            .iter()
+            .map(|(id, addr, _)| {
+                let cluster = self.cluster.clone();
+                let id = id.clone();
+                let addr = *addr;
+                async move {
+                    let _guard = cluster.track(&id);
+                    let r = cluster.client().meta_get(addr, table, key).await;
+                    (id, addr, r)
+                }
+            })
+            .collect();
+        let mut answers = Vec::new();
+        while let Some((id, addr, result)) = pending.next().await {
+            match result {
+                Ok(record) => {
+                    answers.push((id, addr, record));
+                    if answers.len() >= QUORUM {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(node = %id, error = %e, "metadata read failed"),
+            }
+        }
+        if answers.len() < QUORUM {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "metadata read reached {} of {QUORUM} replicas needed",
+                answers.len()
+            ));
+        }
+        let newest = answers
+            .iter()
+            .filter_map(|(_, _, r)| r.as_ref())
+            .fold(None::<&Record>, |best, r| match best {
+                Some(b) if !r.wins_over(b) => Some(b),
+                _ => Some(r),
+            })
+            .cloned();
+        if let Some(newest) = &newest {
+            self.hlc.observe(newest.ts);
+            for (id, addr, record) in &answers {
+                if record.as_ref() != Some(newest) {
+                    self.repair(id.clone(), *addr, table, vec![newest.clone()]);
+                }
+            }
+        }
+        Ok(newest.filter(|r| r.value.is_some()))
+    }
+
+    /// Scans `start <= key < end` on a quorum of replicas and merges the
+    /// answers. Tombstones are kept so callers can page past them.
+    pub async fn scan(
+        &self,
+        table: Table,
+        partition: u16,
+        start: &[u8],
+        end: &[u8],
+        limit: u32,
+    ) -> S3Result<ScanPage> {
+        let nodes = self.cluster.partition_nodes(partition);
+        let mut pending: FuturesUnordered<_> = nodes
+            .iter()
+            .map(|(id, addr, _)| {
+                let cluster = self.cluster.clone();
+                let id = id.clone();
+                let addr = *addr;
+                async move {
+                    let _guard = cluster.track(&id);
+                    let r = cluster
+                        .client()
+                        .meta_scan(addr, table, start, end, limit)
+                        .await;
+                    (id, addr, r)
+                }
+            })
+            .collect();
+        let mut answers = Vec::new();
+        while let Some((id, addr, result)) = pending.next().await {
+            match result {
+                Ok(records) => {
+                    answers.push((id, addr, records));
+                    if answers.len() >= QUORUM {
+                        break;
+                    }
+                }
+                Err(e) => tracing::warn!(node = %id, error = %e, "metadata scan failed"),
+            }
+        }
+        if answers.len() < QUORUM {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "metadata scan reached {} of {QUORUM} replicas needed",
+                answers.len()
+            ));
+        }
+
+        // A replica that filled its limit may hold more keys than it sent; the
+        // merged page is only complete up to the smallest last key of those.
+        let cut: Option<Vec<u8>> = answers
+            .iter()
+            .filter(|(_, _, r)| r.len() >= limit as usize)
+            .filter_map(|(_, _, r)| r.last().map(|rec| rec.key.clone()))
+            .min();
+
+        let mut merged: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
+        for (_, _, records) in &answers {
+            for r in records {
+                if cut.as_ref().is_some_and(|c| &r.key > c) {
+                    continue;
+                }
+                match merged.get(&r.key) {
+                    Some(existing) if !r.wins_over(existing) => {}
+                    _ => {
+                        merged.insert(r.key.clone(), r.clone());
+                    }
+                }
+            }
+        }
+        for (id, addr, records) in &answers {
+            let have: BTreeMap<&[u8], &Record> =
+                records.iter().map(|r| (r.key.as_slice(), r)).collect();
+            let stale: Vec<Record> = merged
+                .values()
+                .filter(|r| have.get(r.key.as_slice()) != Some(r))
+                .cloned()
+                .collect();
+            if !stale.is_empty() {
+                self.repair(id.clone(), *addr, table, stale);
+            }
+        }
+        if let Some(max) = merged.values().map(|r| r.ts).max() {
+            self.hlc.observe(max);
+        }
+        let next = cut.map(|c| crate::model::key_after(&c));
+        Ok(ScanPage {
+            records: merged.into_values().collect(),
+            next,
+        })
+    }
+
+    fn repair(&self, id: String, addr: std::net::SocketAddr, table: Table, records: Vec<Record>) {
+        let cluster = self.cluster.clone();
+        tokio::spawn(async move {
+            tracing::debug!(node = %id, n = records.len(), "read repair");
+            if let Err(e) = cluster.client().meta_put(addr, table, &records).await {
+                tracing::debug!(node = %id, error = %e, "read repair failed");
+            }
+        });
+    }
+}

@@ -1,0 +1,58 @@
+//! Every bound and fixed interval of the crate, with the reason beside it.
+
+use std::time::Duration;
+
+/// Largest datagram we send or accept: below a 1500-byte Ethernet MTU so
+/// gossip is never fragmented.
+pub(crate) const MAX_PACKET_SIZE: usize = 1400;
+
+/// Cluster size foca's LAN preset is tuned for (how often an update is
+/// retransmitted, how long suspicion lasts). Flexdrive clusters are tens of
+/// processes; both values grow only with log10 of it.
+pub(crate) const CLUSTER_SIZE_HINT: u32 = 32;
+
+/// Node ids and zones travel in every packet header (source and destination),
+/// so they must stay small for updates to fit beside them.
+pub(crate) const MAX_ID_LEN: usize = 128;
+pub(crate) const MAX_ZONE_LEN: usize = 64;
+
+/// Members remembered, down ones included. Beyond it the longest-down are
+/// forgotten, so ids of processes that never come back cannot grow memory
+/// forever. Also bounds the load table.
+pub(crate) const MAX_MEMBERS: usize = 1024;
+
+/// Pending foca timers. foca keeps a few per member (suspicion, removal) plus
+/// a few periodic ones, so reaching this means a bug, not load.
+pub(crate) const MAX_TIMERS: usize = 4 * MAX_MEMBERS + 64;
+
+/// Seed addresses announced to per round: a headless Service resolves to
+/// every pod, which must stay a bounded burst of packets.
+pub(crate) const MAX_SEED_ADDRS: usize = 64;
+
+/// Resolved seed rounds waiting for the agent; each round carries every
+/// address, so one pending round is enough.
+pub(crate) const SEED_QUEUE: usize = 1;
+
+/// One DNS lookup may not hold up the next resolution round longer than this.
+pub(crate) const DNS_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// Seed re-resolution while we know fewer members than seeds, in probe
+/// periods (3 s with the production 1 s period): pods of a headless Service
+/// appear one by one at startup.
+pub(crate) const SEED_RETRY_FAST_PERIODS: u32 = 3;
+
+/// Seed re-resolution otherwise (30 s in production), to heal partitions and
+/// to find pods that were rescheduled.
+pub(crate) const SEED_RETRY_SLOW_PERIODS: u32 = 30;
+
+/// Re-broadcast of our load report, in probe periods (5 s in production), so
+/// members that joined after the last change learn it too.
+pub(crate) const LOAD_REBROADCAST_PERIODS: u32 = 5;
+
+/// How long `shutdown` waits for the agent to send its leave messages.
+pub(crate) const SHUTDOWN_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// Accepted probe periods: shorter floods the network with probes, longer
+/// takes minutes to notice a crash.
+pub(crate) const MIN_PROBE_PERIOD: Duration = Duration::from_millis(10);
+pub(crate) const MAX_PROBE_PERIOD: Duration = Duration::from_secs(60);

@@ -1,0 +1,300 @@
+//! Flexdrive's roles, wired from the crates: a storage node (chunkstore +
+//! membership + load reports), a gateway (gateway + membership), and the
+//! embedded default that runs one gateway and three storage nodes in one
+//! process. `main.rs` only parses the command line and calls these.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use chunkstore::{StorageConfig, StorageNode};
+use gateway::{GatewayConfig, RunningGateway};
+use membership::{LoadReport, Membership, Role, Snapshot};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+/// How often a storage node gossips its load.
+const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
+
+/// How long `server` waits for its own nodes to see each other.
+const STARTUP_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// Membership settings shared by every role.
+#[derive(Clone, Debug)]
+pub struct GossipConfig {
+    pub bind_addr: SocketAddr,
+    pub advertise_addr: Option<SocketAddr>,
+    pub seeds: Vec<String>,
+    pub zone: String,
+    pub probe_period: Duration,
+}
+
+/// A running storage node with its membership.
+pub struct StorageRole {
+    pub node: Arc<StorageNode>,
+    pub membership: Arc<Membership>,
+    load_task: JoinHandle<()>,
+}
+
+impl StorageRole {
+    pub async fn start(config: StorageConfig, gossip: GossipConfig) -> anyhow::Result<StorageRole> {
+        let node = Arc::new(StorageNode::start(config).await?);
+        let membership = Membership::start(membership::Config {
+            id: node.id().to_string(),
+            role: Role::Storage,
+            zone: gossip.zone,
+            bind_addr: gossip.bind_addr,
+            advertise_addr: gossip.advertise_addr,
+            http_addr: node.http_addr(),
+            seeds: gossip.seeds,
+            probe_period: gossip.probe_period,
+        })
+        .await
+        .context("starting membership")?;
+        let membership = Arc::new(membership);
+        let load_task = {
+            let node = node.clone();
+            let membership = membership.clone();
+            tokio::spawn(async move {
+                loop {
+                    let s = node.status();
+                    membership.set_load(LoadReport {
+                        capacity_bytes: s.capacity_bytes,
+                        used_bytes: s.used_bytes,
+                        free_bytes: s.free_bytes,
+                        in_flight: s.in_flight,
+                        chunk_count: s.chunk_count,
+                    });
+                    tokio::time::sleep(LOAD_REPORT_INTERVAL).await;
+                }
+            })
+        };
+        Ok(StorageRole {
+            node,
+            membership,
+            load_task,
+        })
+    }
+
+    pub fn gossip_addr(&self) -> SocketAddr {
+        self.membership.local_addr()
+    }
+
+    /// Leaves the cluster (or, with `crash`, just goes silent), then stops serving.
+    async fn stop(self, crash: bool) {
+        self.load_task.abort();
+        // The load task holds clones; once it has ended they are ours alone.
+        let _ = self.load_task.await;
+        match Arc::try_unwrap(self.membership) {
+            Ok(m) if !crash => m.shutdown().await,
+            Ok(m) => drop(m),
+            Err(_) => tracing::warn!("membership still shared at shutdown"),
+        }
+        match Arc::try_unwrap(self.node) {
+            Ok(node) => node.shutdown().await,
+            Err(_) => tracing::warn!("storage node still shared at shutdown"),
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.stop(false).await;
+    }
+}
+
+/// A running gateway with its membership.
+pub struct GatewayRole {
+    pub gateway: RunningGateway,
+    pub membership: Membership,
+}
+
+impl GatewayRole {
+    pub async fn start(config: GatewayConfig, gossip: GossipConfig) -> anyhow::Result<GatewayRole> {
+        // The gateway's member id only has to be unique while it runs.
+        let id = format!("gw-{}", hex::encode(rand::random::<[u8; 6]>()));
+        let membership = Membership::start(membership::Config {
+            id,
+            role: Role::Gateway,
+            zone: gossip.zone,
+            bind_addr: gossip.bind_addr,
+            advertise_addr: gossip.advertise_addr,
+            http_addr: config.s3_addr,
+            seeds: gossip.seeds,
+            probe_period: gossip.probe_period,
+        })
+        .await
+        .context("starting membership")?;
+        let gateway = gateway::start(config, membership.watch()).await?;
+        Ok(GatewayRole {
+            gateway,
+            membership,
+        })
+    }
+
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.gateway.addr()
+    }
+
+    /// Waits until the gateway can write three copies (bounded).
+    pub async fn wait_ready(&self, storage_nodes: usize, timeout: Duration) -> anyhow::Result<()> {
+        let cluster = self.gateway.cluster();
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            let live = cluster.live_storage().len();
+            let layout = cluster.layout().len();
+            if live >= storage_nodes && layout >= storage_nodes {
+                return Ok(());
+            }
+            if tokio::time::Instant::now() >= deadline {
+                anyhow::bail!(
+                    "gateway sees {live} live storage nodes and {layout} in the layout after {timeout:?}; expected {storage_nodes}"
+                );
+            }
+            cluster.refresh_layout().await;
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        self.membership.shutdown().await;
+    }
+}
+
+/// Settings of the embedded default.
+#[derive(Clone, Debug)]
+pub struct EmbeddedConfig {
+    pub data_dir: PathBuf,
+    pub s3_addr: SocketAddr,
+    pub storage_nodes: usize,
+    pub root_access_key: String,
+    pub root_secret_key: String,
+    pub chunk_size: usize,
+    pub region: String,
+    pub domains: Vec<String>,
+    pub probe_period: Duration,
+}
+
+/// One gateway and N storage nodes in this process, on loopback.
+pub struct Embedded {
+    pub gateway: GatewayRole,
+    /// None once a node has been stopped (tests stop nodes on purpose).
+    pub storage: Vec<Option<StorageRole>>,
+}
+
+impl Embedded {
+    pub async fn start(config: EmbeddedConfig) -> anyhow::Result<Embedded> {
+        std::fs::create_dir_all(&config.data_dir)
+            .with_context(|| format!("cannot create data dir {}", config.data_dir.display()))?;
+        let cluster_secret = load_or_create_secret(&config.data_dir.join("cluster_secret"))?;
+        let loopback: SocketAddr = "127.0.0.1:0".parse()?;
+        let mut storage: Vec<Option<StorageRole>> = Vec::new();
+        let mut seeds: Vec<String> = Vec::new();
+        for i in 1..=config.storage_nodes {
+            let role = StorageRole::start(
+                StorageConfig {
+                    data_dir: config.data_dir.join(format!("node{i}")),
+                    http_addr: loopback,
+                    cluster_secret: cluster_secret.clone(),
+                    capacity_bytes: None,
+                },
+                GossipConfig {
+                    bind_addr: loopback,
+                    advertise_addr: None,
+                    seeds: seeds.clone(),
+                    zone: format!("zone{i}"),
+                    probe_period: config.probe_period,
+                },
+            )
+            .await
+            .with_context(|| format!("starting storage node {i}"))?;
+            if seeds.is_empty() {
+                seeds.push(role.gossip_addr().to_string());
+            }
+            storage.push(Some(role));
+        }
+        let gateway = GatewayRole::start(
+            GatewayConfig {
+                s3_addr: config.s3_addr,
+                root_access_key: config.root_access_key,
+                root_secret_key: config.root_secret_key,
+                cluster_secret,
+                chunk_size: config.chunk_size,
+                region: config.region,
+                domains: config.domains,
+            },
+            GossipConfig {
+                bind_addr: loopback,
+                advertise_addr: None,
+                seeds,
+                zone: "zone0".into(),
+                probe_period: config.probe_period,
+            },
+        )
+        .await?;
+        gateway
+            .wait_ready(config.storage_nodes, STARTUP_TIMEOUT)
+            .await?;
+        Ok(Embedded { gateway, storage })
+    }
+
+    pub fn s3_addr(&self) -> SocketAddr {
+        self.gateway.s3_addr()
+    }
+
+    pub fn snapshot(&self) -> Arc<Snapshot> {
+        self.gateway.membership.snapshot()
+    }
+
+    /// Stops storage node `index` (0-based) as a crash would: no goodbye.
+    pub async fn kill_storage(&mut self, index: usize) {
+        if let Some(role) = self.storage.get_mut(index).and_then(Option::take) {
+            role.stop(true).await;
+        }
+    }
+
+    pub async fn shutdown(self) {
+        self.gateway.shutdown().await;
+        for role in self.storage.into_iter().flatten() {
+            role.shutdown().await;
+        }
+    }
+}
+
+/// Reads a secret kept in the data dir, or creates it (readable by the owner only).
+pub fn load_or_create_secret(path: &Path) -> anyhow::Result<String> {
+    if let Ok(existing) = std::fs::read_to_string(path) {
+        let existing = existing.trim().to_string();
+        if !existing.is_empty() {
+            return Ok(existing);
+        }
+    }
+    let secret = hex::encode(rand::random::<[u8; 32]>());
+    write_private(path, &secret)?;
+    Ok(secret)
+}
+
+/// Writes a file only its owner can read, durably.
+pub fn write_private(path: &Path, contents: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    #[cfg(unix)]
+    use std::os::unix::fs::OpenOptionsExt;
+    let tmp = path.with_extension("tmp");
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    options.mode(0o600);
+    let mut file = options
+        .open(&tmp)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
+    file.write_all(contents.as_bytes())?;
+    file.sync_all()?;
+    std::fs::rename(&tmp, path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// A membership view that never changes, for wiring tests.
+pub fn fixed_view(snapshot: Snapshot) -> watch::Receiver<Arc<Snapshot>> {
+    watch::channel(Arc::new(snapshot)).1
+}
