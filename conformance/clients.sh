@@ -118,8 +118,10 @@ else
     SERVER_PID=$!
     ENDPOINT="http://127.0.0.1:$PORT"
     up=0
+    exited=0
     for _ in $(seq "$START_POLLS"); do
         if ! kill -0 "$SERVER_PID" 2>/dev/null; then
+            exited=1
             break
         fi
         code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$ENDPOINT/")
@@ -131,6 +133,10 @@ else
     if [ "$up" != 1 ]; then
         echo "# server did not answer on $ENDPOINT; last lines of its log:" >&2
         tail -n 40 "$WORK/server.log" >&2
+        if [ "$exited" = 1 ]; then
+            wait "$SERVER_PID"
+            abort "server start" "$BIN server exited with status $? before answering (log above)"
+        fi
         abort "server start" "no HTTP answer from $ENDPOINT within about $((START_POLLS / 2)) s"
     fi
     echo "# started $BIN server on $ENDPOINT (pid $SERVER_PID, data $WORK/data)"
@@ -343,11 +349,27 @@ t_range() {
 }
 
 t_presign() {
-    local url code
-    url=$(awsc s3 presign "s3://$B/meta/small.txt" --expires-in 300) || why "aws s3 presign failed" || return 1
-    code=$(curl -s -m 60 -o "$WORK/presigned.out" -w '%{http_code}' "$url")
-    [ "$code" = 200 ] || why "curl of the presigned URL: HTTP $code" || return 1
-    cmp "$WORK/small.txt" "$WORK/presigned.out" || why "presigned bytes differ"
+    # aws-cli v1 presigns with SigV2 query parameters by default; with
+    # signature_version = s3v4 (aws-cli v2's and the SDKs' default) with SigV4.
+    local url code version
+    sed 's/^s3 =$/s3 =\n    signature_version = s3v4/' "$AWS_CONFIG_FILE" >"$WORK/aws-config-v4"
+    for version in default v4; do
+        if [ "$version" = v4 ]; then
+            url=$(AWS_CONFIG_FILE="$WORK/aws-config-v4" awsc s3 presign "s3://$B/meta/small.txt" --expires-in 300) ||
+                why "aws s3 presign (SigV4) failed" || return 1
+            case $url in
+                *X-Amz-Signature=*) ;;
+                *) why "signature_version = s3v4 gave no SigV4 URL: $url" || return 1 ;;
+            esac
+        else
+            url=$(awsc s3 presign "s3://$B/meta/small.txt" --expires-in 300) || why "aws s3 presign failed" || return 1
+        fi
+        echo "$url"
+        rm -f "$WORK/presigned.out"
+        code=$(curl -s -m 60 -o "$WORK/presigned.out" -w '%{http_code}' "$url")
+        [ "$code" = 200 ] || why "curl of the presigned URL ($version): HTTP $code" || return 1
+        cmp "$WORK/small.txt" "$WORK/presigned.out" || why "presigned bytes differ ($version)" || return 1
+    done
 }
 
 t_head_missing() {
@@ -511,7 +533,7 @@ step "aws s3 sync nested dir up and back, identical" t_sync_up_down
 step "aws s3 ls --recursive count matches" t_ls_recursive
 step "aws s3api list-objects-v2 pagination (--page-size 2 --max-items 3)" t_list_pagination
 step "aws s3api get-object --range" t_range
-step "aws s3 presign + curl, identical" t_presign
+step "aws s3 presign (SigV2 and SigV4) + curl, identical" t_presign
 step "aws s3api head-object of a missing key is 404" t_head_missing
 step "aws s3api multipart: create, upload-part x2, list-parts, complete" t_multipart_explicit
 step "aws s3api multipart: abort, list-multipart-uploads" t_multipart_abort

@@ -32,7 +32,7 @@ START_POLLS=120       # x 0.5 s: wait at most about 60 s for the gateways
 STOP_POLLS=75         # x 0.2 s: wait at most 15 s after TERM, then KILL
 
 usage() {
-    sed -n '2,9p' "$0" | sed 's/^# \{0,1\}//'
+    sed -n '2,7p' "$0" | sed 's/^# \{0,1\}//'
     exit 2
 }
 die() {
@@ -68,12 +68,10 @@ done
 [ -n "$CMD" ] || usage
 
 is_uint() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
-is_uint "$STORAGE" && [ "$STORAGE" -ge 1 ] && [ "$STORAGE" -le "$MAX_NODES" ] ||
-    die "--storage must be 1..$MAX_NODES (got '$STORAGE')"
-is_uint "$GATEWAYS" && [ "$GATEWAYS" -ge 1 ] && [ "$GATEWAYS" -le "$MAX_NODES" ] ||
-    die "--gateways must be 1..$MAX_NODES (got '$GATEWAYS')"
-is_uint "$BASE_PORT" && [ "$BASE_PORT" -ge 1024 ] && [ "$BASE_PORT" -le $((65535 - 80)) ] ||
-    die "--base-port must be 1024..$((65535 - 80)) (got '$BASE_PORT')"
+in_range() { is_uint "$1" && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
+in_range "$STORAGE" 1 "$MAX_NODES" || die "--storage must be 1..$MAX_NODES (got '$STORAGE')"
+in_range "$GATEWAYS" 1 "$MAX_NODES" || die "--gateways must be 1..$MAX_NODES (got '$GATEWAYS')"
+in_range "$BASE_PORT" 1024 $((65535 - 80)) || die "--base-port must be 1024..$((65535 - 80)) (got '$BASE_PORT')"
 
 # --dir is relative to where the script was called from; the default and the
 # binary are relative to the repository root.
@@ -137,8 +135,10 @@ load_or_make_env() {
     fi
     # shellcheck source=/dev/null
     . "$env"
-    [ -n "${FLEXDRIVE_CLUSTER_SECRET:-}" ] && [ -n "${FLEXDRIVE_ROOT_ACCESS_KEY:-}" ] &&
-        [ -n "${FLEXDRIVE_ROOT_SECRET_KEY:-}" ] || die "$env lacks a secret or a key: remove it to make new ones"
+    if [ -z "${FLEXDRIVE_CLUSTER_SECRET:-}" ] || [ -z "${FLEXDRIVE_ROOT_ACCESS_KEY:-}" ] ||
+        [ -z "${FLEXDRIVE_ROOT_SECRET_KEY:-}" ]; then
+        die "$env lacks a secret or a key: remove it to make new ones"
+    fi
     export FLEXDRIVE_ROOT_ACCESS_KEY FLEXDRIVE_ROOT_SECRET_KEY
 }
 
@@ -306,7 +306,7 @@ do_stop() {
 }
 
 do_status() {
-    local names name pid running=0 total=0 info code
+    local names name pid running=0 total=0 info code url
     names=$(list_names)
     if [ -z "$names" ]; then
         echo "local-cluster: nothing started in $DIR"
@@ -319,7 +319,8 @@ do_status() {
             running=$((running + 1))
             case $info in
                 s3=*)
-                    code=$(http_code "$(echo "$info" | sed 's/^s3=\([^ ]*\).*/\1/')/")
+                    url=${info%% *}
+                    code=$(http_code "${url#s3=}/")
                     printf '%-12s running  pid %-7s %s (HTTP %s)\n' "$name" "$pid" "$info" "$code"
                     ;;
                 *) printf '%-12s running  pid %-7s %s\n' "$name" "$pid" "$info" ;;

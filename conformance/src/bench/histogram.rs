@@ -48,7 +48,8 @@ fn bucket_upper(idx: usize) -> u64 {
     let exp = rel / SUB_BUCKETS + 7;
     let top = rel % SUB_BUCKETS + SUB_BUCKETS;
     let shift = exp - SUB_BITS as u64;
-    ((top + 1) << shift).saturating_sub(1)
+    let upper = (u128::from(top + 1) << shift) - 1;
+    u64::try_from(upper).unwrap_or(u64::MAX)
 }
 
 impl Histogram {
@@ -118,7 +119,19 @@ mod tests {
 
     #[test]
     fn buckets_cover_every_value_in_order() {
-        for v in [0, 1, 127, 128, 129, 255, 256, 1000, 1 << 20, u64::MAX / 3, u64::MAX] {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            129,
+            255,
+            256,
+            1000,
+            1 << 20,
+            u64::MAX / 3,
+            u64::MAX,
+        ] {
             let b = bucket_of(v);
             assert!(b < BUCKETS, "{v}");
             assert!(bucket_upper(b) >= v, "{v}");

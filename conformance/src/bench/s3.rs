@@ -74,7 +74,7 @@ impl S3Client {
         if uri.scheme_str() != Some("http") || uri.authority().is_none() {
             bail!(
                 "--endpoint {:?}: only plain http://host:port endpoints are supported \
-                 (the benchmark measures the server, put TLS in front separately)",
+                 (TLS is not supported: point it at the plain HTTP port)",
                 cfg.endpoint
             );
         }
@@ -266,7 +266,10 @@ fn full(b: Bytes) -> ReqBody {
 /// A body of `size` bytes made of zero-copy slices of `block`, wrapping
 /// around when `size` exceeds the block: memory stays at one block.
 pub fn body_from_block(block: &Bytes, size: u64) -> ReqBody {
-    assert!(!block.is_empty() || size == 0, "empty block for a non-empty body");
+    assert!(
+        !block.is_empty() || size == 0,
+        "empty block for a non-empty body"
+    );
     if size <= block.len() as u64 {
         return full(block.slice(..size as usize));
     }
@@ -323,7 +326,10 @@ async fn error_of(op: &str, what: &str, resp: http::Response<Incoming>) -> S3Err
         _ => text.trim().chars().take(120).collect(),
     };
     let sep = if detail.is_empty() { "" } else { " " };
-    S3Error(format!("{op} {what}: HTTP {}{sep}{detail}", status.as_u16()))
+    S3Error(format!(
+        "{op} {what}: HTTP {}{sep}{detail}",
+        status.as_u16()
+    ))
 }
 
 fn error_chain(e: &dyn std::error::Error) -> String {

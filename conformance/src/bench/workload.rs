@@ -107,7 +107,12 @@ pub async fn ensure_bucket(client: &S3Client, cfg: &BenchConfig) -> anyhow::Resu
     let t = cfg.request_timeout;
     let exists = with_timeout(t, client.bucket_exists(&cfg.bucket))
         .await
-        .map_err(|e| anyhow::anyhow!("cannot reach bucket {:?}: {e} (check --endpoint and the keys)", cfg.bucket))?;
+        .map_err(|e| {
+            anyhow::anyhow!(
+                "cannot reach bucket {:?}: {e} (check --endpoint and the keys)",
+                cfg.bucket
+            )
+        })?;
     if !exists {
         with_timeout(t, client.create_bucket(&cfg.bucket))
             .await
@@ -143,11 +148,13 @@ pub async fn run_workload(
             workload.size,
         );
         op_fn(move |i| {
-            let (client, bucket, block, key) = (client.clone(), bucket.clone(), block.clone(), key_of(i));
+            let (client, bucket, block, key) =
+                (client.clone(), bucket.clone(), block.clone(), key_of(i));
             Box::pin(async move { client.put_object(&bucket, &key, &block, size).await })
         })
     };
-    let (result, mut written) = run_phase(cfg, workload, Op::Put, limit, deadline, put).await;
+    let (result, mut written, attempted) =
+        run_phase(cfg, workload, Op::Put, limit, deadline, put).await;
     report(&result);
     results.push(result);
     written.sort_unstable();
@@ -169,28 +176,23 @@ pub async fn run_workload(
                 Box::pin(async move { client.get_object(&bucket, &key, size).await })
             })
         };
-        let (result, _) = run_phase(cfg, workload, Op::Get, limit, deadline, get).await;
+        let (result, _, _) = run_phase(cfg, workload, Op::Get, limit, deadline, get).await;
         report(&result);
         results.push(result);
     }
 
-    // DELETE: everything written, no deadline (cleanup must finish).
-    if !cfg.keep && !written.is_empty() {
+    // DELETE: every key a PUT was attempted on, failed ones included (a PUT
+    // that timed out may still have landed); no deadline, cleanup must finish.
+    if !cfg.keep && attempted > 0 {
         let del = {
-            let (client, bucket, key_of, written) = (
-                client.clone(),
-                cfg.bucket.clone(),
-                key_of.clone(),
-                written.clone(),
-            );
+            let (client, bucket, key_of) = (client.clone(), cfg.bucket.clone(), key_of.clone());
             op_fn(move |i| {
-                let key = key_of(written[i as usize]);
+                let key = key_of(i);
                 let (client, bucket) = (client.clone(), bucket.clone());
                 Box::pin(async move { client.delete_object(&bucket, &key).await })
             })
         };
-        let n = written.len() as u64;
-        let (result, _) = run_phase(cfg, workload, Op::Delete, n, None, del).await;
+        let (result, _, _) = run_phase(cfg, workload, Op::Delete, attempted, None, del).await;
         report(&result);
         results.push(result);
     }
@@ -216,7 +218,8 @@ struct WorkerStats {
 
 /// Runs `op(i)` for i = 0, 1, 2, ... on `cfg.concurrency` workers until
 /// `limit` operations were issued or `duration` has passed. Returns the
-/// phase's measurements and the indices that succeeded.
+/// phase's measurements, the indices that succeeded and how many indices
+/// were attempted (always 0..attempted).
 async fn run_phase(
     cfg: &BenchConfig,
     workload: &Workload,
@@ -224,7 +227,7 @@ async fn run_phase(
     limit: u64,
     duration: Option<Duration>,
     op_fn: OpFn,
-) -> (PhaseResult, Vec<u64>) {
+) -> (PhaseResult, Vec<u64>, u64) {
     let next = Arc::new(AtomicU64::new(0));
     let start = Instant::now();
     let deadline = duration.map(|d| start + d);
@@ -285,7 +288,11 @@ async fn run_phase(
     }
     let elapsed = start.elapsed();
     samples.truncate(MAX_ERROR_SAMPLES);
-    let bytes = if op == Op::Delete { 0 } else { ok * workload.size };
+    let bytes = if op == Op::Delete {
+        0
+    } else {
+        ok * workload.size
+    };
     let result = PhaseResult {
         workload: workload.clone(),
         op,
@@ -297,5 +304,8 @@ async fn run_phase(
         latency,
         error_samples: samples,
     };
-    (result, done)
+    // Every claimed index below `limit` was run: the deadline is checked
+    // before claiming.
+    let attempted = next.load(Ordering::Relaxed).min(limit);
+    (result, done, attempted)
 }

@@ -91,6 +91,11 @@ fn check(cli: &Cli) -> anyhow::Result<()> {
     if !(cli.timeout > 0.0 && cli.timeout.is_finite()) {
         bail!("--timeout must be a positive number of seconds");
     }
+    if cli.access_key.is_empty() || cli.secret_key.is_empty() {
+        bail!(
+            "empty credentials: pass --access-key/--secret-key or set AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY"
+        );
+    }
     if cli.count == Some(0) {
         bail!("--count must be at least 1");
     }

@@ -11,6 +11,9 @@ use super::bucket::timestamp;
 use super::put::parse_http_date;
 use crate::model::{self, ObjectData, ObjectRecord, ObjectVersion};
 
+/// What S3 answers for an object stored without a Content-Type.
+const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
+
 /// What a GET or HEAD resolved to before any byte is sent.
 struct Resolved {
     version: ObjectVersion,
@@ -191,7 +194,8 @@ impl Inner {
             parts_count,
             content_type: input
                 .response_content_type
-                .or_else(|| data.content_type.clone()),
+                .or_else(|| data.content_type.clone())
+                .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
             cache_control: input
                 .response_cache_control
                 .or_else(|| header(&data, "cache-control")),
@@ -248,7 +252,8 @@ impl Inner {
             parts_count,
             content_type: input
                 .response_content_type
-                .or_else(|| data.content_type.clone()),
+                .or_else(|| data.content_type.clone())
+                .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
             cache_control: input
                 .response_cache_control
                 .or_else(|| header(&data, "cache-control")),

@@ -1,0 +1,121 @@
+use std::collections::HashMap;
+use std::time::Duration;
+
+use crate::common::*;
+
+const MIB: usize = 1024 * 1024;
+
+/// chunk file name -> indexes of the nodes that hold it.
+fn chunk_map(c: &TestCluster, nodes: usize) -> HashMap<String, Vec<usize>> {
+    let mut map: HashMap<String, Vec<usize>> = HashMap::new();
+    for i in 0..nodes {
+        for name in chunk_files(&c.node_dir(i)) {
+            map.entry(name).or_default().push(i);
+        }
+    }
+    map
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_chunk_is_on_exactly_three_different_nodes() {
+    let c = TestCluster::start(5).await;
+    c.create_bucket("durable").await;
+    let body = data(10 * MIB + 1, 11);
+    c.put("durable", "ten-mib", body.clone()).await;
+
+    let map = chunk_map(&c, 5);
+    assert_eq!(map.len(), 11, "a 10 MiB + 1 byte object is 11 chunks of 1 MiB");
+    for (chunk, nodes) in &map {
+        assert_eq!(nodes.len(), 3, "chunk {chunk} is on nodes {nodes:?}");
+    }
+    // Placement spreads chunks over all five nodes.
+    let used: std::collections::HashSet<usize> = map.values().flatten().copied().collect();
+    assert_eq!(used.len(), 5, "nodes used: {used:?}");
+
+    // Deleting the object deletes every copy (in the background).
+    c.client.delete_object().bucket("durable").key("ten-mib").send().await.unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while !chunk_map(&c, 5).is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "chunk files left after delete");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn get_reads_past_a_corrupt_chunk_copy() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("scrub").await;
+    let body = data(2 * MIB + 100, 12);
+    c.put("scrub", "obj", body.clone()).await;
+
+    // Flip one byte of the data in every chunk copy on node 1.
+    let mut corrupted = 0;
+    let mut stack = vec![c.node_dir(0).join("chunks")];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap().flatten() {
+            let path = entry.path();
+            if path.is_dir() {
+                stack.push(path);
+            } else if entry.file_name().len() == 32 {
+                let mut bytes = std::fs::read(&path).unwrap();
+                let last = bytes.len() - 1;
+                bytes[last] ^= 0xff;
+                std::fs::write(&path, bytes).unwrap();
+                corrupted += 1;
+            }
+        }
+    }
+    assert_eq!(corrupted, 3);
+    for _ in 0..5 {
+        assert!(c.get("scrub", "obj").await == body, "corrupt bytes reached the client");
+    }
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_a_node_down_reads_work_and_writes_answer_503() {
+    let mut c = TestCluster::start(3).await;
+    c.create_bucket("degraded").await;
+    let body = data(3 * MIB, 13);
+    c.put("degraded", "before", body.clone()).await;
+
+    c.embedded.kill_storage(2).await;
+    c.wait_live_storage(2).await;
+
+    // Every chunk and every record still has two live copies.
+    assert!(c.get("degraded", "before").await == body);
+    let list = c.client.list_objects_v2().bucket("degraded").send().await.unwrap();
+    assert_eq!(list.contents().len(), 1);
+
+    // Three copies cannot be made: the write is refused, nothing half-written.
+    let err = c
+        .client
+        .put_object()
+        .bucket("degraded")
+        .key("after")
+        .body(data(MIB, 14).into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 503);
+    assert_eq!(error_code(&err), "ServiceUnavailable");
+    let err = c.client.get_object().bucket("degraded").key("after").send().await.unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchKey");
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_five_nodes_writes_go_on_when_one_is_down() {
+    let mut c = TestCluster::start(5).await;
+    c.create_bucket("spare").await;
+    c.embedded.kill_storage(4).await;
+    c.wait_live_storage(4).await;
+    let body = data(4 * MIB, 15);
+    c.put("spare", "obj", body.clone()).await;
+    assert!(c.get("spare", "obj").await == body);
+    for (chunk, nodes) in chunk_map(&c, 4) {
+        assert_eq!(nodes.len(), 3, "chunk {chunk} on {nodes:?}");
+    }
+    c.stop().await;
+}

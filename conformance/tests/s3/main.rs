@@ -1,0 +1,12 @@
+//! Conformance tests: each starts a real cluster in this process (storage
+//! nodes with their own data dirs, a gateway, SWIM on loopback) and drives it
+//! with the AWS SDK for Rust or raw signed HTTP.
+
+mod common;
+
+mod buckets;
+mod durability;
+mod errors;
+mod listing;
+mod multipart;
+mod objects;
