@@ -10,7 +10,9 @@
 # and M gateways (`flexdrive gateway`, default 2, env FLEXDRIVE_GATEWAYS), all
 # from one binary: FLEXDRIVE_BIN (default target/release/flexdrive, relative to
 # the repository root; built with cargo if missing). Storage node 1's gossip
-# address is the seed for every process.
+# address is the seed for every process. The cluster secret and the root
+# credentials reach every process as FLEXDRIVE_CLUSTER_SECRET,
+# FLEXDRIVE_ROOT_ACCESS_KEY and FLEXDRIVE_ROOT_SECRET_KEY.
 #
 # Ports from --base-port P (default 9100):
 #   gateway j  S3          P + j - 1        (9100, 9101, ...)
@@ -139,7 +141,10 @@ load_or_make_env() {
         [ -z "${FLEXDRIVE_ROOT_SECRET_KEY:-}" ]; then
         die "$env lacks a secret or a key: remove it to make new ones"
     fi
-    export FLEXDRIVE_ROOT_ACCESS_KEY FLEXDRIVE_ROOT_SECRET_KEY
+    # Handed to the processes through the environment (the binary reads
+    # FLEXDRIVE_CLUSTER_SECRET like --cluster-secret) so that the secret does
+    # not show in `ps`.
+    export FLEXDRIVE_CLUSTER_SECRET FLEXDRIVE_ROOT_ACCESS_KEY FLEXDRIVE_ROOT_SECRET_KEY
 }
 
 # launch NAME ARGS...: starts the binary in the background, detached from
@@ -198,7 +203,6 @@ do_start() {
             --http-addr "127.0.0.1:$(storage_http_port "$i")" \
             --gossip-addr "127.0.0.1:$(storage_gossip_port "$i")" \
             --seeds "$seed" \
-            --cluster-secret "$FLEXDRIVE_CLUSTER_SECRET" \
             --zone "$zone"
         echo "$name storage http=127.0.0.1:$(storage_http_port "$i") gossip=127.0.0.1:$(storage_gossip_port "$i") zone=$zone" >>"$LAYOUT"
         if [ "$i" = 1 ]; then sleep 0.5; fi
@@ -208,8 +212,7 @@ do_start() {
         launch "$name" gateway \
             --s3-addr "127.0.0.1:$(gateway_s3_port "$j")" \
             --gossip-addr "127.0.0.1:$(gateway_gossip_port "$j")" \
-            --seeds "$seed" \
-            --cluster-secret "$FLEXDRIVE_CLUSTER_SECRET"
+            --seeds "$seed"
         echo "$name gateway s3=http://127.0.0.1:$(gateway_s3_port "$j") gossip=127.0.0.1:$(gateway_gossip_port "$j")" >>"$LAYOUT"
     done
 

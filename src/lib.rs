@@ -181,6 +181,10 @@ pub struct Embedded {
     pub gateway: GatewayRole,
     /// None once a node has been stopped (tests stop nodes on purpose).
     pub storage: Vec<Option<StorageRole>>,
+    data_dir: PathBuf,
+    cluster_secret: String,
+    seeds: Vec<String>,
+    probe_period: Duration,
 }
 
 impl Embedded {
@@ -192,23 +196,14 @@ impl Embedded {
         let mut storage: Vec<Option<StorageRole>> = Vec::new();
         let mut seeds: Vec<String> = Vec::new();
         for i in 1..=config.storage_nodes {
-            let role = StorageRole::start(
-                StorageConfig {
-                    data_dir: config.data_dir.join(format!("node{i}")),
-                    http_addr: loopback,
-                    cluster_secret: cluster_secret.clone(),
-                    capacity_bytes: None,
-                },
-                GossipConfig {
-                    bind_addr: loopback,
-                    advertise_addr: None,
-                    seeds: seeds.clone(),
-                    zone: format!("zone{i}"),
-                    probe_period: config.probe_period,
-                },
+            let role = start_storage(
+                &config.data_dir,
+                i,
+                &cluster_secret,
+                &seeds,
+                config.probe_period,
             )
-            .await
-            .with_context(|| format!("starting storage node {i}"))?;
+            .await?;
             if seeds.is_empty() {
                 seeds.push(role.gossip_addr().to_string());
             }
@@ -219,7 +214,7 @@ impl Embedded {
                 s3_addr: config.s3_addr,
                 root_access_key: config.root_access_key,
                 root_secret_key: config.root_secret_key,
-                cluster_secret,
+                cluster_secret: cluster_secret.clone(),
                 chunk_size: config.chunk_size,
                 region: config.region,
                 domains: config.domains,
@@ -227,7 +222,7 @@ impl Embedded {
             GossipConfig {
                 bind_addr: loopback,
                 advertise_addr: None,
-                seeds,
+                seeds: seeds.clone(),
                 zone: "zone0".into(),
                 probe_period: config.probe_period,
             },
@@ -236,7 +231,29 @@ impl Embedded {
         gateway
             .wait_ready(config.storage_nodes, STARTUP_TIMEOUT)
             .await?;
-        Ok(Embedded { gateway, storage })
+        Ok(Embedded {
+            gateway,
+            storage,
+            data_dir: config.data_dir,
+            cluster_secret,
+            seeds,
+            probe_period: config.probe_period,
+        })
+    }
+
+    /// Starts one more storage node that joins the running cluster.
+    pub async fn add_storage(&mut self) -> anyhow::Result<()> {
+        let index = self.storage.len() + 1;
+        let role = start_storage(
+            &self.data_dir,
+            index,
+            &self.cluster_secret,
+            &self.seeds,
+            self.probe_period,
+        )
+        .await?;
+        self.storage.push(Some(role));
+        Ok(())
     }
 
     pub fn s3_addr(&self) -> SocketAddr {
@@ -260,6 +277,33 @@ impl Embedded {
             role.shutdown().await;
         }
     }
+}
+
+async fn start_storage(
+    data_dir: &Path,
+    index: usize,
+    cluster_secret: &str,
+    seeds: &[String],
+    probe_period: Duration,
+) -> anyhow::Result<StorageRole> {
+    let loopback: SocketAddr = "127.0.0.1:0".parse()?;
+    StorageRole::start(
+        StorageConfig {
+            data_dir: data_dir.join(format!("node{index}")),
+            http_addr: loopback,
+            cluster_secret: cluster_secret.to_string(),
+            capacity_bytes: None,
+        },
+        GossipConfig {
+            bind_addr: loopback,
+            advertise_addr: None,
+            seeds: seeds.to_vec(),
+            zone: format!("zone{index}"),
+            probe_period,
+        },
+    )
+    .await
+    .with_context(|| format!("starting storage node {index}"))
 }
 
 /// Reads a secret kept in the data dir, or creates it (readable by the owner only).

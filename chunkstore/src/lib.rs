@@ -8,7 +8,9 @@ pub mod chunk;
 pub mod client;
 pub mod limits;
 pub mod meta;
+pub mod placement;
 pub mod server;
+mod sync;
 pub mod wire;
 
 pub use client::{ClientError, NodeClient};

@@ -60,6 +60,7 @@ pub struct StorageNode {
     state: Arc<State>,
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
+    sync: tokio::task::JoinHandle<()>,
 }
 
 /// What request handlers share.
@@ -103,13 +104,20 @@ impl StorageNode {
             in_flight: AtomicU32::new(0),
         });
         let (stop, stop_rx) = watch::channel(false);
-        let server = tokio::spawn(serve(listener, state.clone(), stop_rx));
+        let server = tokio::spawn(serve(listener, state.clone(), stop_rx.clone()));
+        let sync = tokio::spawn(crate::sync::run(
+            state.node_id.clone(),
+            state.meta.clone(),
+            crate::client::NodeClient::new(&state.secret),
+            stop_rx,
+        ));
         tracing::info!(node_id = %state.node_id, %addr, "storage node listening");
         Ok(StorageNode {
             addr,
             state,
             stop,
             server,
+            sync,
         })
     }
 
@@ -141,6 +149,13 @@ impl StorageNode {
         let _ = self.stop.send(true);
         if let Err(e) = self.server.await {
             tracing::warn!("storage node server task failed: {e}");
+        }
+        // The anti-entropy task holds the metadata store; it stops between
+        // batches, so end it outright if a push is slow.
+        let mut sync = self.sync;
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut sync).await.is_err() {
+            sync.abort();
+            let _ = sync.await;
         }
         tracing::info!(node_id = %self.state.node_id, "storage node stopped");
     }

@@ -3,27 +3,19 @@
 //! metadata partition lives (rendezvous hashing) and where a new chunk goes
 //! (power of two choices by load).
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
+use chunkstore::placement::{LayoutEntry, META_REPLICAS, PARTITIONS, replicas};
 use chunkstore::{NodeClient, Record, Table};
 use membership::{MemberState, Role, Snapshot};
 use rand::seq::IndexedRandom;
-use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 
 use crate::hlc::Hlc;
-use crate::limits::{LAYOUT_REFRESH, PARTITIONS, REPLICAS};
-
-/// One storage node of the layout, as stored in every node's `layout` table.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-pub struct LayoutEntry {
-    pub id: String,
-    pub zone: String,
-    pub http_addr: SocketAddr,
-}
+use crate::limits::{LAYOUT_REFRESH, REPLICAS};
 
 /// The storage nodes that hold partitions, and the replica set of every
 /// partition computed from them.
@@ -38,7 +30,7 @@ impl Layout {
     fn from_nodes(nodes: BTreeMap<String, (u64, LayoutEntry)>) -> Layout {
         let entries: Vec<&LayoutEntry> = nodes.values().map(|(_, e)| e).collect();
         let replicas = (0..=PARTITIONS)
-            .map(|p| rendezvous(p, &entries, REPLICAS))
+            .map(|p| replicas(p, entries.iter().copied(), META_REPLICAS))
             .collect();
         Layout { nodes, replicas }
     }
@@ -65,48 +57,6 @@ impl Layout {
             .map(Vec::as_slice)
             .unwrap_or(&[])
     }
-}
-
-/// Stable 64-bit hash (FNV-1a, then a splitmix finaliser to spread the bits):
-/// every gateway and every version must compute the same placement.
-pub fn stable_hash(parts: &[&[u8]]) -> u64 {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for &b in *part {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        h ^= 0xff;
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    h ^= h >> 30;
-    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
-    h ^= h >> 27;
-    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
-    h ^ (h >> 31)
-}
-
-/// The `n` nodes with the highest score for this partition, distinct zones
-/// first.
-fn rendezvous(partition: u16, nodes: &[&LayoutEntry], n: usize) -> Vec<String> {
-    let mut scored: Vec<(u64, &LayoutEntry)> = nodes
-        .iter()
-        .map(|e| (stable_hash(&[&partition.to_be_bytes(), e.id.as_bytes()]), *e))
-        .collect();
-    scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
-    let mut chosen: Vec<String> = Vec::with_capacity(n);
-    let mut zones: HashSet<&str> = HashSet::new();
-    for (_, e) in &scored {
-        if chosen.len() < n && zones.insert(e.zone.as_str()) {
-            chosen.push(e.id.clone());
-        }
-    }
-    for (_, e) in &scored {
-        if chosen.len() < n && !chosen.contains(&e.id) {
-            chosen.push(e.id.clone());
-        }
-    }
-    chosen
 }
 
 /// A live storage node a request can go to.
@@ -356,55 +306,6 @@ fn merge_layout_records(nodes: &mut BTreeMap<String, (u64, LayoutEntry)>, record
             .is_none_or(|(ts, _)| record.ts > *ts);
         if newer {
             nodes.insert(entry.id.clone(), (record.ts, entry));
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn entry(id: &str, zone: &str) -> LayoutEntry {
-        LayoutEntry {
-            id: id.into(),
-            zone: zone.into(),
-            http_addr: "127.0.0.1:1".parse().unwrap(),
-        }
-    }
-
-    #[test]
-    fn rendezvous_picks_distinct_nodes_and_moves_little_when_a_node_joins() {
-        let five: Vec<LayoutEntry> = (0..5).map(|i| entry(&format!("n{i}"), "z")).collect();
-        let refs: Vec<&LayoutEntry> = five.iter().collect();
-        let six_owned: Vec<LayoutEntry> = (0..6).map(|i| entry(&format!("n{i}"), "z")).collect();
-        let six: Vec<&LayoutEntry> = six_owned.iter().collect();
-        let mut moved = 0;
-        for p in 0..PARTITIONS {
-            let a = rendezvous(p, &refs, 3);
-            assert_eq!(a.len(), 3);
-            let set: HashSet<_> = a.iter().collect();
-            assert_eq!(set.len(), 3);
-            let b = rendezvous(p, &six, 3);
-            moved += a.iter().filter(|id| !b.contains(id)).count();
-        }
-        // A sixth node should take about 1/6 of the replicas, not reshuffle all.
-        assert!(moved < (PARTITIONS as usize * 3) / 3, "moved {moved}");
-    }
-
-    #[test]
-    fn rendezvous_prefers_distinct_zones() {
-        let nodes = [
-            entry("a1", "a"),
-            entry("a2", "a"),
-            entry("a3", "a"),
-            entry("b1", "b"),
-            entry("c1", "c"),
-        ];
-        let refs: Vec<&LayoutEntry> = nodes.iter().collect();
-        for p in 0..PARTITIONS {
-            let chosen = rendezvous(p, &refs, 3);
-            let zones: HashSet<char> = chosen.iter().map(|id| id.as_bytes()[0] as char).collect();
-            assert_eq!(zones.len(), 3, "partition {p}: {chosen:?}");
         }
     }
 }

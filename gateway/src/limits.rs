@@ -21,11 +21,7 @@ pub const REPLICAS: usize = 3;
 /// so a read always overlaps the last acknowledged write (2 + 2 > 3).
 pub const QUORUM: usize = 2;
 
-/// Metadata partitions; the object index of one bucket lives in one.
-pub const PARTITIONS: u16 = 256;
-
-/// The partition of global records (buckets, access keys, layout).
-pub const SYSTEM_PARTITION: u16 = PARTITIONS;
+pub use chunkstore::placement::{PARTITIONS, SYSTEM_PARTITION};
 
 /// Nodes tried for one chunk replica before the write gives up (503).
 pub const MAX_PLACEMENT_ATTEMPTS: usize = 6;

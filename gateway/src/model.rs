@@ -7,7 +7,7 @@ use chunkstore::ChunkId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::stable_hash;
+use chunkstore::placement::stable_hash;
 use crate::limits::{PARTITIONS, SYSTEM_PARTITION};
 
 pub type BucketId = [u8; 16];

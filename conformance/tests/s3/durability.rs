@@ -119,3 +119,66 @@ async fn with_five_nodes_writes_go_on_when_one_is_down() {
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
+    use chunkstore::{NodeClient, Table};
+    use gateway::model::{self, BucketRecord};
+    use gateway::limits::SYSTEM_PARTITION;
+
+    let mut c = TestCluster::start(3).await;
+    let buckets: Vec<String> = (0..8).map(|i| format!("bucket-{i}")).collect();
+    for b in &buckets {
+        c.create_bucket(b).await;
+        c.put(b, "key", b.as_bytes().to_vec()).await;
+    }
+    for _ in 0..3 {
+        c.embedded.add_storage().await.unwrap();
+    }
+    c.wait_live_storage(6).await;
+
+    // Every replica of every record's partition under the new layout must
+    // come to hold it, without any client reading it (no read repair).
+    let secret = std::fs::read_to_string(c.dir.path().join("cluster_secret")).unwrap();
+    let nodes = NodeClient::new(secret.trim());
+    let cluster = c.embedded.gateway.gateway.cluster();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        let layout = cluster.layout();
+        let mut missing = Vec::new();
+        if layout.len() == 6 {
+            for b in &buckets {
+                let bucket_key = model::bucket_key(b);
+                let mut bucket_id = None;
+                for id in layout.partition_replicas(SYSTEM_PARTITION) {
+                    let addr = cluster.addr_of(id).unwrap();
+                    match nodes.meta_get(addr, Table::Buckets, &bucket_key).await.unwrap() {
+                        Some(r) => bucket_id = r.value.as_deref().and_then(model::decode::<BucketRecord>).map(|b| b.id),
+                        None => missing.push(format!("bucket {b} on {id}")),
+                    }
+                }
+                let Some(bucket_id) = bucket_id else { continue };
+                let key = model::object_key(&bucket_id, "key");
+                for id in layout.partition_replicas(model::bucket_partition(&bucket_id)) {
+                    let addr = cluster.addr_of(id).unwrap();
+                    if nodes.meta_get(addr, Table::Objects, &key).await.unwrap().is_none() {
+                        missing.push(format!("object in {b} on {id}"));
+                    }
+                }
+            }
+            if missing.is_empty() {
+                break;
+            }
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "layout has {} nodes; missing: {missing:?}",
+            layout.len()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    for b in &buckets {
+        assert_eq!(c.get(b, "key").await, b.as_bytes());
+    }
+    c.stop().await;
+}

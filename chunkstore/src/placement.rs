@@ -1,0 +1,130 @@
+//! Where metadata lives: the layout (every storage node that holds
+//! partitions) and the replica set of each partition, by rendezvous hashing.
+//! Gateways and storage nodes compute the same answer from the same layout.
+
+use std::collections::HashSet;
+use std::net::SocketAddr;
+
+use serde::{Deserialize, Serialize};
+
+/// Metadata partitions; the object index of one bucket lives in one.
+pub const PARTITIONS: u16 = 256;
+
+/// The partition of global records (buckets, access keys).
+pub const SYSTEM_PARTITION: u16 = PARTITIONS;
+
+/// Copies of every metadata record.
+pub const META_REPLICAS: usize = 3;
+
+/// One storage node of the layout, as kept in every node's `layout` table
+/// (key: node id, value: MessagePack with field names).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutEntry {
+    pub id: String,
+    pub zone: String,
+    pub http_addr: SocketAddr,
+}
+
+/// The partition a partitioned record belongs to: its key's first two bytes.
+pub fn partition_of(key: &[u8]) -> Option<u16> {
+    match key {
+        [a, b, ..] => Some(u16::from_be_bytes([*a, *b])),
+        _ => None,
+    }
+}
+
+/// Stable 64-bit hash (FNV-1a, then a splitmix finaliser to spread the bits):
+/// every process and every version must compute the same placement.
+pub fn stable_hash(parts: &[&[u8]]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for part in parts {
+        for &b in *part {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        h ^= 0xff;
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    h ^= h >> 30;
+    h = h.wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h ^= h >> 27;
+    h = h.wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^ (h >> 31)
+}
+
+/// The `n` nodes with the highest score for this partition, distinct zones
+/// first; a node joining or leaving moves only the partitions it wins or loses.
+pub fn replicas<'a>(
+    partition: u16,
+    nodes: impl IntoIterator<Item = &'a LayoutEntry>,
+    n: usize,
+) -> Vec<String> {
+    let mut scored: Vec<(u64, &LayoutEntry)> = nodes
+        .into_iter()
+        .map(|e| (stable_hash(&[&partition.to_be_bytes(), e.id.as_bytes()]), e))
+        .collect();
+    scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
+    let mut chosen: Vec<String> = Vec::with_capacity(n);
+    let mut zones: HashSet<&str> = HashSet::new();
+    for (_, e) in &scored {
+        if chosen.len() < n && zones.insert(e.zone.as_str()) {
+            chosen.push(e.id.clone());
+        }
+    }
+    for (_, e) in &scored {
+        if chosen.len() < n && !chosen.contains(&e.id) {
+            chosen.push(e.id.clone());
+        }
+    }
+    chosen
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry(id: &str, zone: &str) -> LayoutEntry {
+        LayoutEntry {
+            id: id.into(),
+            zone: zone.into(),
+            http_addr: "127.0.0.1:1".parse().unwrap(),
+        }
+    }
+
+    #[test]
+    fn replicas_are_distinct_and_move_little_when_a_node_joins() {
+        let five: Vec<LayoutEntry> = (0..5).map(|i| entry(&format!("n{i}"), "z")).collect();
+        let six: Vec<LayoutEntry> = (0..6).map(|i| entry(&format!("n{i}"), "z")).collect();
+        let mut moved = 0;
+        for p in 0..=PARTITIONS {
+            let a = replicas(p, &five, 3);
+            assert_eq!(a.iter().collect::<HashSet<_>>().len(), 3);
+            let b = replicas(p, &six, 3);
+            moved += a.iter().filter(|id| !b.contains(id)).count();
+        }
+        // A sixth node should take about 1/6 of the replicas, not reshuffle all.
+        assert!(moved < (PARTITIONS as usize * 3) / 3, "moved {moved}");
+    }
+
+    #[test]
+    fn replicas_prefer_distinct_zones() {
+        let nodes = [
+            entry("a1", "a"),
+            entry("a2", "a"),
+            entry("a3", "a"),
+            entry("b1", "b"),
+            entry("c1", "c"),
+        ];
+        for p in 0..PARTITIONS {
+            let chosen = replicas(p, &nodes, 3);
+            let zones: HashSet<u8> = chosen.iter().map(|id| id.as_bytes()[0]).collect();
+            assert_eq!(zones.len(), 3, "partition {p}: {chosen:?}");
+        }
+    }
+
+    #[test]
+    fn partition_is_the_key_prefix() {
+        assert_eq!(partition_of(&[1, 2, 3]), Some(0x0102));
+        assert_eq!(partition_of(&[1]), None);
+    }
+}
