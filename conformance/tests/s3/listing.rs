@@ -202,3 +202,23 @@ async fn deleted_keys_disappear_from_listings() {
     assert_eq!(got, ["k01", "k03", "k05", "k07", "k09", "k11", "k13", "k15", "k17", "k19"]);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn encoding_type_url_percent_encodes_names_in_listings() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("names").await;
+    c.put("names", "a+b c/é.txt", b"x".to_vec()).await;
+    let creds = Some((ACCESS_KEY, SECRET_KEY));
+    let raw = raw_request(&c.endpoint, "GET", "/names?list-type=2&encoding-type=url", None, b"", creds).await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert!(raw.body.contains("<Key>a%2Bb%20c/%C3%A9.txt</Key>"), "{}", raw.body);
+    let raw = raw_request(&c.endpoint, "GET", "/names?delimiter=%2F&encoding-type=url", None, b"", creds).await;
+    assert!(raw.body.contains("<Prefix>a%2Bb%20c/</Prefix>"), "{}", raw.body);
+    // Without it, names come back as they are.
+    let page = c.client.list_objects_v2().bucket("names").send().await.unwrap();
+    assert_eq!(page.contents()[0].key(), Some("a+b c/é.txt"));
+    let raw = raw_request(&c.endpoint, "GET", "/names?list-type=2&encoding-type=base64", None, b"", creds).await;
+    assert_eq!(raw.status, 400, "{}", raw.body);
+    assert!(raw.body.contains("<Code>InvalidArgument</Code>"), "{}", raw.body);
+    c.stop().await;
+}

@@ -54,10 +54,58 @@ fn decode_token(token: &str) -> S3Result<Start> {
     }
 }
 
-fn object_entry(key: &str, version: &ObjectVersion) -> Object {
+/// `encoding-type=url`: S3 percent-encodes names in the answer (clients such
+/// as botocore ask for it by default and decode every key).
+#[derive(Clone, Copy)]
+pub(crate) struct Names {
+    url: bool,
+}
+
+impl Names {
+    pub fn from_request(encoding_type: Option<&EncodingType>) -> S3Result<Names> {
+        match encoding_type.map(EncodingType::as_str) {
+            None => Ok(Names { url: false }),
+            Some(t) if t.eq_ignore_ascii_case("url") => Ok(Names { url: true }),
+            Some(other) => Err(s3_error!(
+                InvalidArgument,
+                "Invalid Encoding Method specified in Request: {other}"
+            )),
+        }
+    }
+
+    pub fn name(self, s: &str) -> String {
+        if !self.url {
+            return s.to_string();
+        }
+        let mut out = String::with_capacity(s.len());
+        for &b in s.as_bytes() {
+            if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b'~' | b'/') {
+                out.push(b as char);
+            } else {
+                out.push_str(&format!("%{b:02X}"));
+            }
+        }
+        out
+    }
+
+    pub fn opt(self, s: Option<String>) -> Option<String> {
+        s.map(|s| self.name(&s))
+    }
+
+    pub fn prefixes(self, prefixes: Vec<String>) -> Vec<CommonPrefix> {
+        prefixes
+            .into_iter()
+            .map(|p| CommonPrefix {
+                prefix: Some(self.name(&p)),
+            })
+            .collect()
+    }
+}
+
+fn object_entry(names: Names, key: &str, version: &ObjectVersion) -> Object {
     let data = version.data.as_ref();
     Object {
-        key: Some(key.to_string()),
+        key: Some(names.name(key)),
         e_tag: data.map(|d| ETag::Strong(d.etag.clone())),
         size: data.map(|d| d.size as i64),
         last_modified: Some(timestamp(version.last_modified_ms)),
@@ -175,6 +223,7 @@ impl Inner {
         req: S3Request<ListObjectsInput>,
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
+        let names = Names::from_request(input.encoding_type.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
@@ -193,26 +242,20 @@ impl Inner {
         };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(bucket.name.clone()),
-            prefix: Some(prefix),
-            marker: input.marker,
+            prefix: Some(names.name(&prefix)),
+            marker: names.opt(input.marker),
             max_keys: Some(max as i32),
             is_truncated: Some(listing.truncated),
             contents: Some(
                 listing
                     .objects
                     .iter()
-                    .map(|(k, v)| object_entry(k, v))
+                    .map(|(k, v)| object_entry(names, k, v))
                     .collect(),
             ),
-            common_prefixes: Some(
-                listing
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
-            delimiter: input.delimiter,
-            next_marker,
+            common_prefixes: Some(names.prefixes(listing.prefixes)),
+            delimiter: names.opt(input.delimiter),
+            next_marker: names.opt(next_marker),
             encoding_type: input.encoding_type,
             ..Default::default()
         }))
@@ -223,6 +266,7 @@ impl Inner {
         req: S3Request<ListObjectsV2Input>,
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
+        let names = Names::from_request(input.encoding_type.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
@@ -241,7 +285,7 @@ impl Inner {
         let key_count = (listing.objects.len() + listing.prefixes.len()) as i32;
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.name.clone()),
-            prefix: Some(prefix),
+            prefix: Some(names.name(&prefix)),
             max_keys: Some(max as i32),
             key_count: Some(key_count),
             continuation_token: input.continuation_token,
@@ -251,19 +295,13 @@ impl Inner {
                 listing
                     .objects
                     .iter()
-                    .map(|(k, v)| object_entry(k, v))
+                    .map(|(k, v)| object_entry(names, k, v))
                     .collect(),
             ),
-            common_prefixes: Some(
-                listing
-                    .prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
-            delimiter: input.delimiter,
+            common_prefixes: Some(names.prefixes(listing.prefixes)),
+            delimiter: names.opt(input.delimiter),
             encoding_type: input.encoding_type,
-            start_after: input.start_after,
+            start_after: names.opt(input.start_after),
             ..Default::default()
         }))
     }

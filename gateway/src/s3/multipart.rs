@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::{owner, timestamp};
+use super::list::Names;
 use super::put::{ContentHeaders, body_stream, chunk_owner};
 use super::{Inner, check_key, requester};
 use crate::hlc::wall_ms;
@@ -356,6 +357,7 @@ impl Inner {
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         let who = requester(&req)?;
         let input = req.input;
+        let names = Names::from_request(input.encoding_type.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
         let partition = model::bucket_partition(&bucket.id);
         let prefix = input.prefix.clone().unwrap_or_default();
@@ -419,25 +421,21 @@ impl Inner {
         let next_upload_id_marker = uploads.last().map(|u| u.upload_id.clone());
         Ok(S3Response::new(ListMultipartUploadsOutput {
             bucket: Some(bucket.name),
-            prefix: input.prefix,
-            delimiter: input.delimiter,
-            key_marker: input.key_marker,
+            prefix: names.opt(input.prefix),
+            delimiter: names.opt(input.delimiter),
+            key_marker: names.opt(input.key_marker),
             upload_id_marker: input.upload_id_marker,
-            next_key_marker: truncated.then_some(next_key_marker).flatten(),
+            next_key_marker: names.opt(truncated.then_some(next_key_marker).flatten()),
             next_upload_id_marker: truncated.then_some(next_upload_id_marker).flatten(),
             max_uploads: Some(max as i32),
             is_truncated: Some(truncated),
-            common_prefixes: Some(
-                prefixes
-                    .into_iter()
-                    .map(|p| CommonPrefix { prefix: Some(p) })
-                    .collect(),
-            ),
+            common_prefixes: Some(names.prefixes(prefixes)),
+            encoding_type: input.encoding_type,
             uploads: Some(
                 uploads
                     .into_iter()
                     .map(|u| MultipartUpload {
-                        key: Some(u.key),
+                        key: Some(names.name(&u.key)),
                         upload_id: Some(u.upload_id),
                         initiated: Some(timestamp(u.initiated_ms)),
                         initiator: Some(Initiator {
