@@ -115,8 +115,23 @@ pub async fn start(
                     // Without this every small response waits for the
                     // client's delayed ACK (about 40 ms).
                     let _ = socket.set_nodelay(true);
+                    let service = service.clone();
+                    let handler = hyper::service::service_fn(move |req| {
+                        let service = service.clone();
+                        async move {
+                            let early_answer = expects_continue_without_body(&req);
+                            let mut response = hyper::service::Service::call(&service, req).await?;
+                            if early_answer {
+                                response.headers_mut().insert(
+                                    http::header::CONNECTION,
+                                    http::HeaderValue::from_static("close"),
+                                );
+                            }
+                            Ok::<_, s3s::HttpError>(response)
+                        }
+                    });
                     let conn = conn_builder
-                        .serve_connection(TokioIo::new(socket), service.clone())
+                        .serve_connection(TokioIo::new(socket), handler)
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
@@ -149,6 +164,21 @@ pub async fn start(
         stop,
         tasks: vec![accept_task, layout_stop],
     })
+}
+
+/// A request with `Expect: 100-continue` and an empty body gets its final
+/// answer without a `100 Continue` first. botocore (aws-cli, boto3) then
+/// keeps a stale status line on that connection and misreads every later
+/// answer on it, so such a connection is closed after its answer.
+fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
+    let headers = req.headers();
+    let expects = headers
+        .get(http::header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    let empty = headers
+        .get(http::header::CONTENT_LENGTH)
+        .is_none_or(|v| v.as_bytes() == b"0");
+    expects && empty
 }
 
 /// The root key, given by the operator.

@@ -163,16 +163,33 @@ pub async fn raw_request(
     body: &[u8],
     credentials: Option<(&str, &str)>,
 ) -> Raw {
+    raw_request_with_headers(endpoint, method, path_and_query, host, &[], body, credentials).await
+}
+
+/// [`raw_request`] with extra headers (signed along).
+pub async fn raw_request_with_headers(
+    endpoint: &str,
+    method: &str,
+    path_and_query: &str,
+    host: Option<&str>,
+    extra_headers: &[(&str, &str)],
+    body: &[u8],
+    credentials: Option<(&str, &str)>,
+) -> Raw {
     let uri = format!("{endpoint}{path_and_query}");
     let parsed: http::Uri = uri.parse().expect("uri");
     let authority = parsed.authority().expect("authority").to_string();
     let host = host.map(str::to_string).unwrap_or(authority);
     let payload_hash = hex::encode(Sha256::digest(body));
-    let mut request = http::Request::builder()
+    let mut builder = http::Request::builder()
         .method(method)
         .uri(&uri)
         .header("host", &host)
-        .header("x-amz-content-sha256", &payload_hash)
+        .header("x-amz-content-sha256", &payload_hash);
+    for (name, value) in extra_headers {
+        builder = builder.header(*name, *value);
+    }
+    let mut request = builder
         .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("request");
     if let Some((access_key, secret_key)) = credentials {

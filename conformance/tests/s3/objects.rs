@@ -302,3 +302,28 @@ async fn virtual_hosted_style_addresses_the_bucket_by_host() {
     assert!(raw.body.contains("<Key>hello.txt</Key>"), "{}", raw.body);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn empty_put_expecting_continue_closes_the_connection_after_answering() {
+    // botocore misreads every later answer on a connection whose 100-continue
+    // request was answered at once; closing it keeps aws-cli and boto3 sane.
+    let c = TestCluster::start(3).await;
+    c.create_bucket("expect").await;
+    let creds = Some((ACCESS_KEY, SECRET_KEY));
+    let raw = raw_request_with_headers(
+        &c.endpoint,
+        "PUT",
+        "/expect/empty",
+        None,
+        &[("expect", "100-continue"), ("content-length", "0")],
+        b"",
+        creds,
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert_eq!(raw.headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
+    let raw = raw_request_with_headers(&c.endpoint, "PUT", "/expect/full", None, &[], b"data", creds).await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert!(raw.headers.get("connection").is_none());
+    c.stop().await;
+}
