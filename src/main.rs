@@ -17,7 +17,11 @@ const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_PROBE_PERIOD: Duration = Duration::from_secs(1);
 
 #[derive(Parser)]
-#[command(name = "flexdrive", version, about = "S3-compatible object store over a replicated chunk store")]
+#[command(
+    name = "flexdrive",
+    version,
+    about = "S3-compatible object store over a replicated chunk store"
+)]
 struct Cli {
     /// TOML file with settings (keys are the long flag names with '_').
     #[arg(long, global = true, env = "FLEXDRIVE_CONFIG")]
@@ -181,7 +185,11 @@ fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
         root_secret_key: flags.root_secret_key.or(file.root_secret_key),
         chunk_size: flags.chunk_size.or(file.chunk_size),
         region: flags.region.or(file.region),
-        domains: if flags.domains.is_empty() { file.domains } else { flags.domains },
+        domains: if flags.domains.is_empty() {
+            file.domains
+        } else {
+            flags.domains
+        },
     }
 }
 
@@ -189,7 +197,11 @@ fn merge_cluster(flags: ClusterArgs, file: ClusterArgs) -> ClusterArgs {
     ClusterArgs {
         gossip_addr: flags.gossip_addr.or(file.gossip_addr),
         advertise_addr: flags.advertise_addr.or(file.advertise_addr),
-        seeds: if flags.seeds.is_empty() { file.seeds } else { flags.seeds },
+        seeds: if flags.seeds.is_empty() {
+            file.seeds
+        } else {
+            flags.seeds
+        },
         cluster_secret: flags.cluster_secret.or(file.cluster_secret),
         zone: flags.zone.or(file.zone),
     }
@@ -286,12 +298,20 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
-    println!("Flexdrive is running: 1 gateway, {storage_nodes} storage nodes, data in {}", data_dir.display());
+    println!(
+        "Flexdrive is running: 1 gateway, {storage_nodes} storage nodes, data in {}",
+        data_dir.display()
+    );
     println!("  S3 endpoint:  {endpoint}");
     println!("  Access key:   {access_key}");
     println!("  Secret key:   {secret_key}");
-    println!("  Region:       {}", s3.region.as_deref().unwrap_or(DEFAULT_REGION));
-    println!("Try: AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url {endpoint} s3 ls");
+    println!(
+        "  Region:       {}",
+        s3.region.as_deref().unwrap_or(DEFAULT_REGION)
+    );
+    println!(
+        "Try: AWS_ACCESS_KEY_ID={access_key} AWS_SECRET_ACCESS_KEY={secret_key} aws --endpoint-url {endpoint} s3 ls"
+    );
     wait_for_signal().await;
     eprintln!("flexdrive: shutting down");
     embedded.shutdown().await;

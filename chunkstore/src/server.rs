@@ -153,7 +153,10 @@ impl StorageNode {
         // The anti-entropy task holds the metadata store; it stops between
         // batches, so end it outright if a push is slow.
         let mut sync = self.sync;
-        if tokio::time::timeout(SHUTDOWN_GRACE, &mut sync).await.is_err() {
+        if tokio::time::timeout(SHUTDOWN_GRACE, &mut sync)
+            .await
+            .is_err()
+        {
             sync.abort();
             let _ = sync.await;
         }

@@ -64,7 +64,11 @@ pub(crate) async fn run(
         }
         match push_all(&node_id, &meta, &client, &layout, &mut stop).await {
             Ok(pushed) => {
-                tracing::info!(records = pushed, nodes = layout.len(), "anti-entropy pass done");
+                tracing::info!(
+                    records = pushed,
+                    nodes = layout.len(),
+                    "anti-entropy pass done"
+                );
                 synced = Some(fingerprint);
                 last_full = tokio::time::Instant::now();
             }
@@ -75,8 +79,9 @@ pub(crate) async fn run(
 
 async fn read_layout(meta: &Arc<MetaStore>) -> anyhow::Result<Vec<LayoutEntry>> {
     let meta = meta.clone();
-    let records = tokio::task::spawn_blocking(move || meta.scan(Table::Layout, &[], &[], usize::MAX))
-        .await??;
+    let records =
+        tokio::task::spawn_blocking(move || meta.scan(Table::Layout, &[], &[], usize::MAX))
+            .await??;
     Ok(records
         .iter()
         .filter_map(|r| r.value.as_deref())
@@ -125,16 +130,23 @@ async fn push_all(
             // Records of this batch by destination node.
             let mut outgoing: BTreeMap<String, Vec<Record>> = BTreeMap::new();
             for record in batch {
-                let Some(partition) = partition_of(&record.key) else { continue };
+                let Some(partition) = partition_of(&record.key) else {
+                    continue;
+                };
                 let nodes = owners
                     .entry(partition)
                     .or_insert_with(|| replicas(partition, layout, META_REPLICAS));
                 for node in nodes.iter().filter(|n| n.as_str() != node_id) {
-                    outgoing.entry(node.clone()).or_default().push(record.clone());
+                    outgoing
+                        .entry(node.clone())
+                        .or_default()
+                        .push(record.clone());
                 }
             }
             for (node, records) in outgoing {
-                let Some(entry) = by_id.get(node.as_str()) else { continue };
+                let Some(entry) = by_id.get(node.as_str()) else {
+                    continue;
+                };
                 match client.meta_put(entry.http_addr, table, &records).await {
                     Ok(()) => pushed += records.len(),
                     Err(e) => {

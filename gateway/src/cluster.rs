@@ -301,9 +301,7 @@ fn merge_layout_records(nodes: &mut BTreeMap<String, (u64, LayoutEntry)>, record
         let Ok(entry) = rmp_serde::from_slice::<LayoutEntry>(value) else {
             continue;
         };
-        let newer = nodes
-            .get(&entry.id)
-            .is_none_or(|(ts, _)| record.ts > *ts);
+        let newer = nodes.get(&entry.id).is_none_or(|(ts, _)| record.ts > *ts);
         if newer {
             nodes.insert(entry.id.clone(), (record.ts, entry));
         }

@@ -150,7 +150,9 @@ impl DataPath {
         };
 
         while tried.len() < REPLICAS {
-            let Some(node) = self.cluster.place(&tried) else { break };
+            let Some(node) = self.cluster.place(&tried) else {
+                break;
+            };
             tried.push(node.clone());
             in_flight.push(launch(node));
         }
@@ -199,7 +201,9 @@ impl DataPath {
         tokio::spawn(async move {
             for chunk in chunks {
                 for node in &chunk.nodes {
-                    let Some(addr) = cluster.addr_of(node) else { continue };
+                    let Some(addr) = cluster.addr_of(node) else {
+                        continue;
+                    };
                     if let Err(e) = cluster.client().delete_chunk(addr, chunk.id).await {
                         tracing::debug!(node = %node, chunk = %chunk.id, error = %e, "chunk delete failed");
                     }
@@ -243,7 +247,9 @@ impl DataPath {
                 }
             }
         });
-        futures::stream::unfold(rx, |mut rx| async move { rx.recv().await.map(|item| (item, rx)) })
+        futures::stream::unfold(rx, |mut rx| async move {
+            rx.recv().await.map(|item| (item, rx))
+        })
     }
 }
 
@@ -272,7 +278,9 @@ async fn fetch_piece(
     replicas.sort_by_key(|(_, s)| *s);
     let mut last_error = String::from("no replica");
     for (node, _) in replicas {
-        let Some(addr) = cluster.addr_of(node) else { continue };
+        let Some(addr) = cluster.addr_of(node) else {
+            continue;
+        };
         let _guard = cluster.track(node);
         match cluster.client().get_chunk(addr, chunk.id, range).await {
             Ok(bytes) if bytes.len() as u64 == to - from => {

@@ -7,8 +7,8 @@ use chunkstore::ChunkId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
-use chunkstore::placement::stable_hash;
 use crate::limits::{PARTITIONS, SYSTEM_PARTITION};
+use chunkstore::placement::stable_hash;
 
 pub type BucketId = [u8; 16];
 
@@ -166,7 +166,11 @@ pub fn upload_key(bucket: &BucketId, key: &str, upload_id: &str) -> Vec<u8> {
 pub fn part_key(bucket: &BucketId, upload_id: &str, part_number: i32) -> Vec<u8> {
     prefixed(
         bucket_partition(bucket),
-        &[bucket, upload_id.as_bytes(), &(part_number as u32).to_be_bytes()],
+        &[
+            bucket,
+            upload_id.as_bytes(),
+            &(part_number as u32).to_be_bytes(),
+        ],
     )
 }
 

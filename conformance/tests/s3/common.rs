@@ -93,7 +93,12 @@ impl TestCluster {
             .send()
             .await
             .expect("get object");
-        out.body.collect().await.expect("body").into_bytes().to_vec()
+        out.body
+            .collect()
+            .await
+            .expect("body")
+            .into_bytes()
+            .to_vec()
     }
 
     /// Waits (bounded) until the gateway sees `live` storage nodes alive.
@@ -163,7 +168,16 @@ pub async fn raw_request(
     body: &[u8],
     credentials: Option<(&str, &str)>,
 ) -> Raw {
-    raw_request_with_headers(endpoint, method, path_and_query, host, &[], body, credentials).await
+    raw_request_with_headers(
+        endpoint,
+        method,
+        path_and_query,
+        host,
+        &[],
+        body,
+        credentials,
+    )
+    .await
 }
 
 /// [`raw_request`] with extra headers (signed along).
@@ -193,7 +207,9 @@ pub async fn raw_request_with_headers(
         .body(Full::new(Bytes::copy_from_slice(body)))
         .expect("request");
     if let Some((access_key, secret_key)) = credentials {
-        let identity = aws_credential_types::Credentials::new(access_key, secret_key, None, None, "test").into();
+        let identity =
+            aws_credential_types::Credentials::new(access_key, secret_key, None, None, "test")
+                .into();
         let params = v4::SigningParams::builder()
             .identity(&identity)
             .region(REGION)
@@ -230,7 +246,12 @@ pub async fn raw_request_with_headers(
         .expect("request failed");
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let body = response.into_body().collect().await.expect("body").to_bytes();
+    let body = response
+        .into_body()
+        .collect()
+        .await
+        .expect("body")
+        .to_bytes();
     Raw {
         status,
         headers,
@@ -243,7 +264,9 @@ pub fn chunk_files(node_dir: &Path) -> Vec<String> {
     let mut found = Vec::new();
     let mut stack = vec![node_dir.join("chunks")];
     while let Some(dir) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+        let Ok(entries) = std::fs::read_dir(&dir) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
@@ -272,6 +295,8 @@ where
 }
 
 /// The HTTP status of an SDK error.
-pub fn error_status<E>(err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>) -> u16 {
+pub fn error_status<E>(
+    err: &aws_sdk_s3::error::SdkError<E, aws_sdk_s3::config::http::HttpResponse>,
+) -> u16 {
     err.raw_response().map(|r| r.status().as_u16()).unwrap_or(0)
 }

@@ -24,7 +24,11 @@ async fn every_chunk_is_on_exactly_three_different_nodes() {
     c.put("durable", "ten-mib", body.clone()).await;
 
     let map = chunk_map(&c, 5);
-    assert_eq!(map.len(), 11, "a 10 MiB + 1 byte object is 11 chunks of 1 MiB");
+    assert_eq!(
+        map.len(),
+        11,
+        "a 10 MiB + 1 byte object is 11 chunks of 1 MiB"
+    );
     for (chunk, nodes) in &map {
         assert_eq!(nodes.len(), 3, "chunk {chunk} is on nodes {nodes:?}");
     }
@@ -33,10 +37,19 @@ async fn every_chunk_is_on_exactly_three_different_nodes() {
     assert_eq!(used.len(), 5, "nodes used: {used:?}");
 
     // Deleting the object deletes every copy (in the background).
-    c.client.delete_object().bucket("durable").key("ten-mib").send().await.unwrap();
+    c.client
+        .delete_object()
+        .bucket("durable")
+        .key("ten-mib")
+        .send()
+        .await
+        .unwrap();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while !chunk_map(&c, 5).is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "chunk files left after delete");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "chunk files left after delete"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     c.stop().await;
@@ -68,7 +81,10 @@ async fn get_reads_past_a_corrupt_chunk_copy() {
     }
     assert_eq!(corrupted, 3);
     for _ in 0..5 {
-        assert!(c.get("scrub", "obj").await == body, "corrupt bytes reached the client");
+        assert!(
+            c.get("scrub", "obj").await == body,
+            "corrupt bytes reached the client"
+        );
     }
     c.stop().await;
 }
@@ -85,7 +101,13 @@ async fn with_a_node_down_reads_work_and_writes_answer_503() {
 
     // Every chunk and every record still has two live copies.
     assert!(c.get("degraded", "before").await == body);
-    let list = c.client.list_objects_v2().bucket("degraded").send().await.unwrap();
+    let list = c
+        .client
+        .list_objects_v2()
+        .bucket("degraded")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(list.contents().len(), 1);
 
     // Three copies cannot be made: the write is refused, nothing half-written.
@@ -100,7 +122,14 @@ async fn with_a_node_down_reads_work_and_writes_answer_503() {
         .unwrap_err();
     assert_eq!(error_status(&err), 503);
     assert_eq!(error_code(&err), "ServiceUnavailable");
-    let err = c.client.get_object().bucket("degraded").key("after").send().await.unwrap_err();
+    let err = c
+        .client
+        .get_object()
+        .bucket("degraded")
+        .key("after")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "NoSuchKey");
     c.stop().await;
 }
@@ -123,8 +152,8 @@ async fn with_five_nodes_writes_go_on_when_one_is_down() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
     use chunkstore::{NodeClient, Table};
-    use gateway::model::{self, BucketRecord};
     use gateway::limits::SYSTEM_PARTITION;
+    use gateway::model::{self, BucketRecord};
 
     let mut c = TestCluster::start(3).await;
     let buckets: Vec<String> = (0..8).map(|i| format!("bucket-{i}")).collect();
@@ -152,8 +181,18 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
                 let mut bucket_id = None;
                 for id in layout.partition_replicas(SYSTEM_PARTITION) {
                     let addr = cluster.addr_of(id).unwrap();
-                    match nodes.meta_get(addr, Table::Buckets, &bucket_key).await.unwrap() {
-                        Some(r) => bucket_id = r.value.as_deref().and_then(model::decode::<BucketRecord>).map(|b| b.id),
+                    match nodes
+                        .meta_get(addr, Table::Buckets, &bucket_key)
+                        .await
+                        .unwrap()
+                    {
+                        Some(r) => {
+                            bucket_id = r
+                                .value
+                                .as_deref()
+                                .and_then(model::decode::<BucketRecord>)
+                                .map(|b| b.id)
+                        }
                         None => missing.push(format!("bucket {b} on {id}")),
                     }
                 }
@@ -161,7 +200,12 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
                 let key = model::object_key(&bucket_id, "key");
                 for id in layout.partition_replicas(model::bucket_partition(&bucket_id)) {
                     let addr = cluster.addr_of(id).unwrap();
-                    if nodes.meta_get(addr, Table::Objects, &key).await.unwrap().is_none() {
+                    if nodes
+                        .meta_get(addr, Table::Objects, &key)
+                        .await
+                        .unwrap()
+                        .is_none()
+                    {
                         missing.push(format!("object in {b} on {id}"));
                     }
                 }

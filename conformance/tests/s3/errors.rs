@@ -17,7 +17,11 @@ async fn bad_credentials_get_the_s3_auth_errors() {
 
     let raw = raw_request(&c.endpoint, "GET", "/private", None, b"", None).await;
     assert_eq!(raw.status, 403, "{}", raw.body);
-    assert!(raw.body.contains("<Code>AccessDenied</Code>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>AccessDenied</Code>"),
+        "{}",
+        raw.body
+    );
 
     // Nothing was created by the refused requests.
     let err = wrong_secret
@@ -29,7 +33,13 @@ async fn bad_credentials_get_the_s3_auth_errors() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "SignatureDoesNotMatch");
-    let list = c.client.list_objects_v2().bucket("private").send().await.unwrap();
+    let list = c
+        .client
+        .list_objects_v2()
+        .bucket("private")
+        .send()
+        .await
+        .unwrap();
     assert!(list.contents().is_empty());
     c.stop().await;
 }
@@ -41,9 +51,21 @@ async fn malformed_xml_bodies_answer_malformed_xml() {
     c.put("xml", "keep", b"still here".to_vec()).await;
     let creds = Some((ACCESS_KEY, SECRET_KEY));
 
-    let raw = raw_request(&c.endpoint, "POST", "/xml?delete", None, b"<Delete><Object><Key>keep", creds).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "POST",
+        "/xml?delete",
+        None,
+        b"<Delete><Object><Key>keep",
+        creds,
+    )
+    .await;
     assert_eq!(raw.status, 400, "{}", raw.body);
-    assert!(raw.body.contains("<Code>MalformedXML</Code>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>MalformedXML</Code>"),
+        "{}",
+        raw.body
+    );
     assert_eq!(c.get("xml", "keep").await, b"still here");
 
     let upload = c
@@ -55,9 +77,21 @@ async fn malformed_xml_bodies_answer_malformed_xml() {
         .await
         .unwrap();
     let path = format!("/xml/mp?uploadId={}", upload.upload_id().unwrap());
-    let raw = raw_request(&c.endpoint, "POST", &path, None, b"<CompleteMultipartUpload><Part>", creds).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "POST",
+        &path,
+        None,
+        b"<CompleteMultipartUpload><Part>",
+        creds,
+    )
+    .await;
     assert_eq!(raw.status, 400, "{}", raw.body);
-    assert!(raw.body.contains("<Code>MalformedXML</Code>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>MalformedXML</Code>"),
+        "{}",
+        raw.body
+    );
     c.stop().await;
 }
 
@@ -76,7 +110,14 @@ async fn content_md5_mismatch_is_refused_and_stores_nothing() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "BadDigest");
-    let err = c.client.head_object().bucket("digest").key("k").send().await.unwrap_err();
+    let err = c
+        .client
+        .head_object()
+        .bucket("digest")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_status(&err), 404);
     c.stop().await;
 }

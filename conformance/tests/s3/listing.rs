@@ -82,7 +82,12 @@ async fn listing_pages_through_2500_keys_in_order() {
         .await
         .unwrap();
     let got: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(got, ["top-0101", "top-0102", "top-0103", "top-0104", "top-0105", "top-0106", "top-0107"]);
+    assert_eq!(
+        got,
+        [
+            "top-0101", "top-0102", "top-0103", "top-0104", "top-0105", "top-0106", "top-0107"
+        ]
+    );
     assert_eq!(page.is_truncated(), Some(true));
 
     // V1 with markers.
@@ -110,10 +115,20 @@ async fn listing_pages_through_2500_keys_in_order() {
     assert_eq!(listed_v1, all);
 
     // Sizes and ETags are those of the objects.
-    let page = c.client.list_objects_v2().bucket("many").prefix("top-0000").send().await.unwrap();
+    let page = c
+        .client
+        .list_objects_v2()
+        .bucket("many")
+        .prefix("top-0000")
+        .send()
+        .await
+        .unwrap();
     let object = &page.contents()[0];
     assert_eq!(object.size(), Some(8));
-    assert_eq!(object.e_tag(), Some(format!("\"{}\"", md5_hex(b"top-0000")).as_str()));
+    assert_eq!(
+        object.e_tag(),
+        Some(format!("\"{}\"", md5_hex(b"top-0000")).as_str())
+    );
     c.stop().await;
 }
 
@@ -122,16 +137,33 @@ async fn delimiter_rolls_keys_up_into_common_prefixes() {
     let c = TestCluster::start(3).await;
     c.create_bucket("tree").await;
     let keys: Vec<String> = [
-        "a.txt", "dir1/x", "dir1/y", "dir1/sub/z", "dir2/x", "dir3/", "zz/top",
+        "a.txt",
+        "dir1/x",
+        "dir1/y",
+        "dir1/sub/z",
+        "dir2/x",
+        "dir3/",
+        "zz/top",
     ]
     .iter()
     .map(|s| s.to_string())
     .collect();
     fill(&c, "tree", &keys).await;
 
-    let top = c.client.list_objects_v2().bucket("tree").delimiter("/").send().await.unwrap();
+    let top = c
+        .client
+        .list_objects_v2()
+        .bucket("tree")
+        .delimiter("/")
+        .send()
+        .await
+        .unwrap();
     let files: Vec<&str> = top.contents().iter().filter_map(|o| o.key()).collect();
-    let dirs: Vec<&str> = top.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let dirs: Vec<&str> = top
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(files, ["a.txt"]);
     assert_eq!(dirs, ["dir1/", "dir2/", "dir3/", "zz/"]);
     assert_eq!(top.key_count(), Some(5));
@@ -146,7 +178,11 @@ async fn delimiter_rolls_keys_up_into_common_prefixes() {
         .await
         .unwrap();
     let files: Vec<&str> = inner.contents().iter().filter_map(|o| o.key()).collect();
-    let dirs: Vec<&str> = inner.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let dirs: Vec<&str> = inner
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(files, ["dir1/x", "dir1/y"]);
     assert_eq!(dirs, ["dir1/sub/"]);
 
@@ -164,8 +200,18 @@ async fn delimiter_rolls_keys_up_into_common_prefixes() {
             .send()
             .await
             .unwrap();
-        seen.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
-        seen.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
+        seen.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| o.key())
+                .map(str::to_string),
+        );
+        seen.extend(
+            page.common_prefixes()
+                .iter()
+                .filter_map(|p| p.prefix())
+                .map(str::to_string),
+        );
         token = page.next_continuation_token().map(str::to_string);
         if page.is_truncated() != Some(true) {
             break;
@@ -183,7 +229,11 @@ async fn delimiter_rolls_keys_up_into_common_prefixes() {
         .send()
         .await
         .unwrap();
-    let dirs: Vec<&str> = page.common_prefixes().iter().filter_map(|p| p.prefix()).collect();
+    let dirs: Vec<&str> = page
+        .common_prefixes()
+        .iter()
+        .filter_map(|p| p.prefix())
+        .collect();
     assert_eq!(dirs, ["dir2/", "dir3/", "zz/"]);
     c.stop().await;
 }
@@ -195,11 +245,29 @@ async fn deleted_keys_disappear_from_listings() {
     let keys: Vec<String> = (0..30).map(|i| format!("k{i:02}")).collect();
     fill(&c, "gone", &keys).await;
     for k in keys.iter().step_by(2) {
-        c.client.delete_object().bucket("gone").key(k).send().await.unwrap();
+        c.client
+            .delete_object()
+            .bucket("gone")
+            .key(k)
+            .send()
+            .await
+            .unwrap();
     }
-    let page = c.client.list_objects_v2().bucket("gone").max_keys(10).send().await.unwrap();
+    let page = c
+        .client
+        .list_objects_v2()
+        .bucket("gone")
+        .max_keys(10)
+        .send()
+        .await
+        .unwrap();
     let got: Vec<&str> = page.contents().iter().filter_map(|o| o.key()).collect();
-    assert_eq!(got, ["k01", "k03", "k05", "k07", "k09", "k11", "k13", "k15", "k17", "k19"]);
+    assert_eq!(
+        got,
+        [
+            "k01", "k03", "k05", "k07", "k09", "k11", "k13", "k15", "k17", "k19"
+        ]
+    );
     c.stop().await;
 }
 
@@ -209,16 +277,58 @@ async fn encoding_type_url_percent_encodes_names_in_listings() {
     c.create_bucket("names").await;
     c.put("names", "a+b c/é.txt", b"x".to_vec()).await;
     let creds = Some((ACCESS_KEY, SECRET_KEY));
-    let raw = raw_request(&c.endpoint, "GET", "/names?list-type=2&encoding-type=url", None, b"", creds).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/names?list-type=2&encoding-type=url",
+        None,
+        b"",
+        creds,
+    )
+    .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
-    assert!(raw.body.contains("<Key>a%2Bb%20c/%C3%A9.txt</Key>"), "{}", raw.body);
-    let raw = raw_request(&c.endpoint, "GET", "/names?delimiter=%2F&encoding-type=url", None, b"", creds).await;
-    assert!(raw.body.contains("<Prefix>a%2Bb%20c/</Prefix>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Key>a%2Bb%20c/%C3%A9.txt</Key>"),
+        "{}",
+        raw.body
+    );
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/names?delimiter=%2F&encoding-type=url",
+        None,
+        b"",
+        creds,
+    )
+    .await;
+    assert!(
+        raw.body.contains("<Prefix>a%2Bb%20c/</Prefix>"),
+        "{}",
+        raw.body
+    );
     // Without it, names come back as they are.
-    let page = c.client.list_objects_v2().bucket("names").send().await.unwrap();
+    let page = c
+        .client
+        .list_objects_v2()
+        .bucket("names")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(page.contents()[0].key(), Some("a+b c/é.txt"));
-    let raw = raw_request(&c.endpoint, "GET", "/names?list-type=2&encoding-type=base64", None, b"", creds).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/names?list-type=2&encoding-type=base64",
+        None,
+        b"",
+        creds,
+    )
+    .await;
     assert_eq!(raw.status, 400, "{}", raw.body);
-    assert!(raw.body.contains("<Code>InvalidArgument</Code>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>InvalidArgument</Code>"),
+        "{}",
+        raw.body
+    );
     c.stop().await;
 }

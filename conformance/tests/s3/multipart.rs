@@ -4,7 +4,14 @@ use crate::common::*;
 
 const MIB: usize = 1024 * 1024;
 
-async fn upload_part(c: &TestCluster, bucket: &str, key: &str, upload_id: &str, n: i32, body: &[u8]) -> CompletedPart {
+async fn upload_part(
+    c: &TestCluster,
+    bucket: &str,
+    key: &str,
+    upload_id: &str,
+    n: i32,
+    body: &[u8],
+) -> CompletedPart {
     let out = c
         .client
         .upload_part()
@@ -17,7 +24,10 @@ async fn upload_part(c: &TestCluster, bucket: &str, key: &str, upload_id: &str, 
         .await
         .expect("upload part");
     assert_eq!(out.e_tag(), Some(format!("\"{}\"", md5_hex(body)).as_str()));
-    CompletedPart::builder().part_number(n).e_tag(out.e_tag().unwrap()).build()
+    CompletedPart::builder()
+        .part_number(n)
+        .e_tag(out.e_tag().unwrap())
+        .build()
 }
 
 async fn create(c: &TestCluster, bucket: &str, key: &str) -> String {
@@ -60,12 +70,26 @@ async fn fifty_mib_multipart_upload_assembles_the_parts_in_order() {
         .send()
         .await
         .unwrap();
-    let numbers: Vec<i32> = listed.parts().iter().filter_map(|p| p.part_number()).collect();
+    let numbers: Vec<i32> = listed
+        .parts()
+        .iter()
+        .filter_map(|p| p.part_number())
+        .collect();
     assert_eq!(numbers, [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(listed.parts()[0].size(), Some(part_size as i64));
 
-    let uploads = c.client.list_multipart_uploads().bucket("big").send().await.unwrap();
-    let ids: Vec<&str> = uploads.uploads().iter().filter_map(|u| u.upload_id()).collect();
+    let uploads = c
+        .client
+        .list_multipart_uploads()
+        .bucket("big")
+        .send()
+        .await
+        .unwrap();
+    let ids: Vec<&str> = uploads
+        .uploads()
+        .iter()
+        .filter_map(|u| u.upload_id())
+        .collect();
     assert_eq!(ids, [upload_id.as_str()]);
 
     let done = c
@@ -74,20 +98,37 @@ async fn fifty_mib_multipart_upload_assembles_the_parts_in_order() {
         .bucket("big")
         .key("movie.mp4")
         .upload_id(&upload_id)
-        .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts))
+                .build(),
+        )
         .send()
         .await
         .unwrap();
     let expected_etag = format!("\"{}-7\"", md5_hex(&md5s));
     assert_eq!(done.e_tag(), Some(expected_etag.as_str()));
 
-    let got = c.client.get_object().bucket("big").key("movie.mp4").send().await.unwrap();
+    let got = c
+        .client
+        .get_object()
+        .bucket("big")
+        .key("movie.mp4")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("video/mp4"));
-    assert_eq!(got.metadata().unwrap().get("origin").map(String::as_str), Some("camera"));
+    assert_eq!(
+        got.metadata().unwrap().get("origin").map(String::as_str),
+        Some("camera")
+    );
     assert_eq!(got.e_tag(), Some(expected_etag.as_str()));
     let bytes = got.body.collect().await.unwrap().into_bytes();
     assert_eq!(bytes.len(), body.len());
-    assert!(md5_hex(&bytes) == md5_hex(&body), "assembled object differs");
+    assert!(
+        md5_hex(&bytes) == md5_hex(&body),
+        "assembled object differs"
+    );
 
     // A range across the first part boundary.
     let ranged = c
@@ -103,13 +144,27 @@ async fn fifty_mib_multipart_upload_assembles_the_parts_in_order() {
     assert!(bytes.as_ref() == &body[part_size - 10..part_size + 10]);
 
     // GET by part number returns that part.
-    let part2 = c.client.get_object().bucket("big").key("movie.mp4").part_number(2).send().await.unwrap();
+    let part2 = c
+        .client
+        .get_object()
+        .bucket("big")
+        .key("movie.mp4")
+        .part_number(2)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(part2.parts_count(), Some(7));
     let bytes = part2.body.collect().await.unwrap().into_bytes();
     assert!(bytes.as_ref() == &body[part_size..2 * part_size]);
 
     // The upload is gone once completed.
-    let uploads = c.client.list_multipart_uploads().bucket("big").send().await.unwrap();
+    let uploads = c
+        .client
+        .list_multipart_uploads()
+        .bucket("big")
+        .send()
+        .await
+        .unwrap();
     assert!(uploads.uploads().is_empty());
     let err = c
         .client
@@ -138,23 +193,37 @@ async fn completing_with_bad_parts_is_refused_with_the_s3_error() {
             .bucket("parts")
             .key("obj")
             .upload_id(&upload_id)
-            .multipart_upload(CompletedMultipartUpload::builder().set_parts(Some(parts)).build())
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts))
+                    .build(),
+            )
             .send()
     };
 
-    let err = complete(vec![small.clone(), last.clone()]).await.unwrap_err();
+    let err = complete(vec![small.clone(), last.clone()])
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "EntityTooSmall");
     assert_eq!(error_status(&err), 400);
 
-    let wrong_etag = CompletedPart::builder().part_number(1).e_tag("\"0123456789abcdef0123456789abcdef\"").build();
+    let wrong_etag = CompletedPart::builder()
+        .part_number(1)
+        .e_tag("\"0123456789abcdef0123456789abcdef\"")
+        .build();
     let err = complete(vec![wrong_etag]).await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidPart");
 
-    let missing = CompletedPart::builder().part_number(9).e_tag(small.e_tag().unwrap()).build();
+    let missing = CompletedPart::builder()
+        .part_number(9)
+        .e_tag(small.e_tag().unwrap())
+        .build();
     let err = complete(vec![missing]).await.unwrap_err();
     assert_eq!(error_code(&err), "InvalidPart");
 
-    let err = complete(vec![last.clone(), small.clone()]).await.unwrap_err();
+    let err = complete(vec![last.clone(), small.clone()])
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "InvalidPartOrder");
 
     // A single small part is a valid (last) part.
@@ -210,7 +279,10 @@ async fn aborted_upload_is_gone_and_its_parts_deleted() {
         if left == 0 {
             break;
         }
-        assert!(tokio::time::Instant::now() < deadline, "{left} chunk files left after abort");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{left} chunk files left after abort"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
     }
     c.stop().await;

@@ -24,12 +24,25 @@ async fn object_round_trips_with_its_headers_and_metadata() {
         .send()
         .await
         .unwrap();
-    assert_eq!(put.e_tag(), Some(format!("\"{}\"", md5_hex(&body)).as_str()));
+    assert_eq!(
+        put.e_tag(),
+        Some(format!("\"{}\"", md5_hex(&body)).as_str())
+    );
 
-    let got = c.client.get_object().bucket("docs").key("dir/report.pdf").send().await.unwrap();
+    let got = c
+        .client
+        .get_object()
+        .bucket("docs")
+        .key("dir/report.pdf")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("application/pdf"));
     assert_eq!(got.cache_control(), Some("max-age=60"));
-    assert_eq!(got.content_disposition(), Some("attachment; filename=\"r.pdf\""));
+    assert_eq!(
+        got.content_disposition(),
+        Some("attachment; filename=\"r.pdf\"")
+    );
     assert_eq!(got.content_length(), Some(body.len() as i64));
     assert_eq!(got.e_tag(), put.e_tag());
     let meta = got.metadata().unwrap();
@@ -38,7 +51,14 @@ async fn object_round_trips_with_its_headers_and_metadata() {
     let bytes = got.body.collect().await.unwrap().into_bytes();
     assert!(bytes.as_ref() == body.as_slice(), "body differs");
 
-    let head = c.client.head_object().bucket("docs").key("dir/report.pdf").send().await.unwrap();
+    let head = c
+        .client
+        .head_object()
+        .bucket("docs")
+        .key("dir/report.pdf")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(body.len() as i64));
     assert_eq!(head.e_tag(), put.e_tag());
     assert!(head.last_modified().is_some());
@@ -51,14 +71,36 @@ async fn empty_object_and_overwrite_behave() {
     c.create_bucket("small").await;
     c.put("small", "empty", Vec::new()).await;
     assert!(c.get("small", "empty").await.is_empty());
-    let head = c.client.head_object().bucket("small").key("empty").send().await.unwrap();
+    let head = c
+        .client
+        .head_object()
+        .bucket("small")
+        .key("empty")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_length(), Some(0));
     assert_eq!(head.e_tag(), Some("\"d41d8cd98f00b204e9800998ecf8427e\""));
 
     // Stored without a Content-Type, an object reads back as binary/octet-stream.
-    let raw = raw_request(&c.endpoint, "PUT", "/small/untyped", None, b"?", Some((ACCESS_KEY, SECRET_KEY))).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "PUT",
+        "/small/untyped",
+        None,
+        b"?",
+        Some((ACCESS_KEY, SECRET_KEY)),
+    )
+    .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
-    let head = c.client.head_object().bucket("small").key("untyped").send().await.unwrap();
+    let head = c
+        .client
+        .head_object()
+        .bucket("small")
+        .key("untyped")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("binary/octet-stream"));
 
     c.put("small", "k", b"first".to_vec()).await;
@@ -82,14 +124,25 @@ async fn ranged_reads_return_exactly_the_requested_bytes() {
         ("bytes=299999-400000", 299_999..300_000),
     ];
     for (range, expected) in cases {
-        let got = c.client.get_object().bucket("ranges").key("obj").range(range).send().await.unwrap();
+        let got = c
+            .client
+            .get_object()
+            .bucket("ranges")
+            .key("obj")
+            .range(range)
+            .send()
+            .await
+            .unwrap();
         assert_eq!(
             got.content_range(),
             Some(format!("bytes {}-{}/300000", expected.start, expected.end - 1).as_str()),
             "{range}"
         );
         let bytes = got.body.collect().await.unwrap().into_bytes();
-        assert!(bytes.as_ref() == &body[expected.clone()], "{range}: wrong bytes");
+        assert!(
+            bytes.as_ref() == &body[expected.clone()],
+            "{range}: wrong bytes"
+        );
     }
     let err = c
         .client
@@ -109,16 +162,49 @@ async fn ranged_reads_return_exactly_the_requested_bytes() {
 async fn missing_key_answers_no_such_key_and_delete_is_idempotent() {
     let c = TestCluster::start(3).await;
     c.create_bucket("keys").await;
-    let err = c.client.get_object().bucket("keys").key("ghost").send().await.unwrap_err();
+    let err = c
+        .client
+        .get_object()
+        .bucket("keys")
+        .key("ghost")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "NoSuchKey");
     assert_eq!(error_status(&err), 404);
-    let err = c.client.head_object().bucket("keys").key("ghost").send().await.unwrap_err();
+    let err = c
+        .client
+        .head_object()
+        .bucket("keys")
+        .key("ghost")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_status(&err), 404);
-    c.client.delete_object().bucket("keys").key("ghost").send().await.unwrap();
+    c.client
+        .delete_object()
+        .bucket("keys")
+        .key("ghost")
+        .send()
+        .await
+        .unwrap();
 
     c.put("keys", "real", b"here".to_vec()).await;
-    c.client.delete_object().bucket("keys").key("real").send().await.unwrap();
-    let err = c.client.get_object().bucket("keys").key("real").send().await.unwrap_err();
+    c.client
+        .delete_object()
+        .bucket("keys")
+        .key("real")
+        .send()
+        .await
+        .unwrap();
+    let err = c
+        .client
+        .get_object()
+        .bucket("keys")
+        .key("real")
+        .send()
+        .await
+        .unwrap_err();
     assert_eq!(error_code(&err), "NoSuchKey");
     c.stop().await;
 }
@@ -146,7 +232,13 @@ async fn delete_objects_removes_many_keys_and_reports_each() {
     deleted.sort();
     assert_eq!(deleted, ["k0", "k1", "k2", "missing"]);
     assert!(out.errors().is_empty());
-    let left = c.client.list_objects_v2().bucket("batch").send().await.unwrap();
+    let left = c
+        .client
+        .list_objects_v2()
+        .bucket("batch")
+        .send()
+        .await
+        .unwrap();
     let keys: Vec<&str> = left.contents().iter().filter_map(|o| o.key()).collect();
     assert_eq!(keys, ["k3", "k4"]);
 
@@ -198,13 +290,29 @@ async fn copy_object_copies_data_and_keeps_or_replaces_metadata() {
         copied.copy_object_result().and_then(|r| r.e_tag()),
         Some(format!("\"{}\"", md5_hex(&body)).as_str())
     );
-    let got = c.client.get_object().bucket("dst-bucket").key("copy").send().await.unwrap();
+    let got = c
+        .client
+        .get_object()
+        .bucket("dst-bucket")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(got.content_type(), Some("text/plain"));
-    assert_eq!(got.metadata().unwrap().get("color").map(String::as_str), Some("blue"));
+    assert_eq!(
+        got.metadata().unwrap().get("color").map(String::as_str),
+        Some("blue")
+    );
     assert!(got.body.collect().await.unwrap().into_bytes().as_ref() == body.as_slice());
 
     // The copy is independent: deleting the source leaves it readable.
-    c.client.delete_object().bucket("src-bucket").key("orig").send().await.unwrap();
+    c.client
+        .delete_object()
+        .bucket("src-bucket")
+        .key("orig")
+        .send()
+        .await
+        .unwrap();
     assert!(c.get("dst-bucket", "copy").await == body);
 
     // Copy onto itself replaces metadata; without REPLACE it is refused.
@@ -229,9 +337,19 @@ async fn copy_object_copies_data_and_keeps_or_replaces_metadata() {
         .send()
         .await
         .unwrap();
-    let head = c.client.head_object().bucket("dst-bucket").key("copy").send().await.unwrap();
+    let head = c
+        .client
+        .head_object()
+        .bucket("dst-bucket")
+        .key("copy")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(head.content_type(), Some("application/json"));
-    assert_eq!(head.metadata().unwrap().get("color").map(String::as_str), Some("red"));
+    assert_eq!(
+        head.metadata().unwrap().get("color").map(String::as_str),
+        Some("red")
+    );
     assert!(c.get("dst-bucket", "copy").await == body);
 
     let err = c
@@ -283,7 +401,11 @@ async fn presigned_urls_work_for_get_and_put_without_credentials() {
     let bad = path.replace("/upload.txt", "/upload.txu");
     let raw = raw_request(&c.endpoint, "GET", &bad, None, b"", None).await;
     assert_eq!(raw.status, 403, "{}", raw.body);
-    assert!(raw.body.contains("<Code>SignatureDoesNotMatch</Code>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>SignatureDoesNotMatch</Code>"),
+        "{}",
+        raw.body
+    );
     c.stop().await;
 }
 
@@ -294,10 +416,26 @@ async fn virtual_hosted_style_addresses_the_bucket_by_host() {
     c.put("vhost", "hello.txt", b"hi from vhost".to_vec()).await;
     let port = c.embedded.s3_addr().port();
     let host = format!("vhost.localhost:{port}");
-    let raw = raw_request(&c.endpoint, "GET", "/hello.txt", Some(&host), b"", Some((ACCESS_KEY, SECRET_KEY))).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/hello.txt",
+        Some(&host),
+        b"",
+        Some((ACCESS_KEY, SECRET_KEY)),
+    )
+    .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
     assert_eq!(raw.body, "hi from vhost");
-    let raw = raw_request(&c.endpoint, "GET", "/?list-type=2", Some(&host), b"", Some((ACCESS_KEY, SECRET_KEY))).await;
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/?list-type=2",
+        Some(&host),
+        b"",
+        Some((ACCESS_KEY, SECRET_KEY)),
+    )
+    .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
     assert!(raw.body.contains("<Key>hello.txt</Key>"), "{}", raw.body);
     c.stop().await;
@@ -321,8 +459,20 @@ async fn empty_put_expecting_continue_closes_the_connection_after_answering() {
     )
     .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
-    assert_eq!(raw.headers.get("connection").map(|v| v.as_bytes()), Some(&b"close"[..]));
-    let raw = raw_request_with_headers(&c.endpoint, "PUT", "/expect/full", None, &[], b"data", creds).await;
+    assert_eq!(
+        raw.headers.get("connection").map(|v| v.as_bytes()),
+        Some(&b"close"[..])
+    );
+    let raw = raw_request_with_headers(
+        &c.endpoint,
+        "PUT",
+        "/expect/full",
+        None,
+        &[],
+        b"data",
+        creds,
+    )
+    .await;
     assert_eq!(raw.status, 200, "{}", raw.body);
     assert!(raw.headers.get("connection").is_none());
     c.stop().await;

@@ -119,10 +119,12 @@ impl Inner {
             }
             (Some(r), None) => {
                 let checked = r.check(size).map_err(|_| {
-                    s3_error!(InvalidRange, "the range is not satisfiable for {size} bytes")
+                    s3_error!(
+                        InvalidRange,
+                        "the range is not satisfiable for {size} bytes"
+                    )
                 })?;
-                let content_range =
-                    format!("bytes {}-{}/{size}", checked.start, checked.end - 1);
+                let content_range = format!("bytes {}-{}/{size}", checked.start, checked.end - 1);
                 (checked, Some(content_range), None)
             }
             (None, Some(n)) => {

@@ -48,7 +48,9 @@ fn decode_token(token: &str) -> S3Result<Start> {
     let (kind, hexed) = token.split_at_checked(1).ok_or_else(invalid)?;
     let bytes = hex::decode(hexed).map_err(|_| invalid())?;
     match kind {
-        "k" => Ok(Start::After(String::from_utf8(bytes).map_err(|_| invalid())?)),
+        "k" => Ok(Start::After(
+            String::from_utf8(bytes).map_err(|_| invalid())?,
+        )),
         "r" => Ok(Start::At(bytes)),
         _ => Err(invalid()),
     }
@@ -109,7 +111,9 @@ fn object_entry(names: Names, key: &str, version: &ObjectVersion) -> Object {
         e_tag: data.map(|d| ETag::Strong(d.etag.clone())),
         size: data.map(|d| d.size as i64),
         last_modified: Some(timestamp(version.last_modified_ms)),
-        storage_class: Some(ObjectStorageClass::from_static(ObjectStorageClass::STANDARD)),
+        storage_class: Some(ObjectStorageClass::from_static(
+            ObjectStorageClass::STANDARD,
+        )),
         ..Default::default()
     }
 }

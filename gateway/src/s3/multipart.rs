@@ -18,7 +18,12 @@ use crate::limits::{
 use crate::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
 
 impl Inner {
-    async fn upload(&self, bucket: &BucketRecord, key: &str, upload_id: &str) -> S3Result<UploadRecord> {
+    async fn upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<UploadRecord> {
         self.tables
             .get(
                 Table::Uploads,
@@ -190,7 +195,12 @@ impl Inner {
             chunks: written.chunks,
         };
         self.tables
-            .put(Table::Parts, partition, part_key, Some(model::encode(&part)))
+            .put(
+                Table::Parts,
+                partition,
+                part_key,
+                Some(model::encode(&part)),
+            )
             .await?;
         if let Some(old) = replaced {
             self.data.delete_chunks(old.chunks);

@@ -173,7 +173,11 @@ impl Inner {
     ) -> S3Result<ObjectVersion> {
         let partition = model::bucket_partition(&bucket.id);
         let record_key = model::object_key(&bucket.id, key);
-        let previous = match self.tables.get(Table::Objects, partition, &record_key).await {
+        let previous = match self
+            .tables
+            .get(Table::Objects, partition, &record_key)
+            .await
+        {
             Ok(p) => p
                 .and_then(|r| r.value)
                 .and_then(|v| model::decode::<ObjectRecord>(&v)),
@@ -192,8 +196,10 @@ impl Inner {
         let record = ObjectRecord {
             versions: vec![version.clone()],
         };
-        let write = self
-            .tables
+        // If a quorum does not take the record it may still have reached one
+        // replica, so the new chunks stay for the garbage collector rather
+        // than being deleted under a record that could win later.
+        self.tables
             .put_records(
                 Table::Objects,
                 partition,
@@ -203,13 +209,7 @@ impl Inner {
                     value: Some(model::encode(&record)),
                 }],
             )
-            .await;
-        if let Err(e) = write {
-            // A quorum did not take the record. It may still have reached one
-            // replica, so the chunks stay for the garbage collector rather than
-            // being deleted under a record that could win later.
-            return Err(e);
-        }
+            .await?;
         if let Some(previous) = previous {
             self.delete_versions_data(previous.versions);
         }
