@@ -65,7 +65,9 @@ pub struct NodeRef {
     pub id: String,
     pub addr: SocketAddr,
     pub zone: String,
-    score: u64,
+    /// Load: requests this gateway has in flight there, the node's own
+    /// in-flight count and how full its disk is. Lower is better.
+    pub score: u64,
 }
 
 pub struct Cluster {

@@ -11,7 +11,7 @@ use chunkstore::{ChunkId, ChunkOwner};
 use futures::stream::{FuturesOrdered, FuturesUnordered};
 use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
-use s3s::{S3Error, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use crate::cluster::{Cluster, NodeRef};
 use crate::limits::{MAX_PLACEMENT_ATTEMPTS, READ_AHEAD, REPLICAS, WRITE_WINDOW};
@@ -262,6 +262,7 @@ async fn fetch_piece(
 ) -> Result<Bytes, io::Error> {
     let whole = from == 0 && to == chunk.size;
     let range = if whole { None } else { Some((from, to - from)) };
+    // Least-loaded live replica first; replicas not seen alive last.
     let live = cluster.live_storage();
     let mut replicas: Vec<(&String, u64)> = chunk
         .nodes
@@ -269,8 +270,8 @@ async fn fetch_piece(
         .map(|id| {
             let score = live
                 .iter()
-                .position(|n| &n.id == id)
-                .map(|_| 0)
+                .find(|n| &n.id == id)
+                .map(|n| n.score)
                 .unwrap_or(u64::MAX);
             (id, score)
         })
@@ -306,9 +307,32 @@ async fn fetch_piece(
     )))
 }
 
+/// What a failed request body means for the client. s3s checks signed
+/// payloads (`x-amz-content-sha256`, aws-chunked signatures) while the body
+/// streams and reports a mismatch as a stream error; its error types are
+/// private, so they are told apart by their text.
 fn body_error(e: BoxError) -> S3Error {
-    match e.downcast::<S3Error>() {
-        Ok(s3) => *s3,
-        Err(other) => s3_error!(IncompleteBody, "request body: {other}"),
+    let e = match e.downcast::<S3Error>() {
+        Ok(s3) => return *s3,
+        Err(other) => other,
+    };
+    let text = e.to_string();
+    if text.contains("Sha256Mismatch") {
+        let mut err = S3Error::with_message(
+            S3ErrorCode::Custom("XAmzContentSHA256Mismatch".into()),
+            "the body does not match x-amz-content-sha256",
+        );
+        err.set_status_code(http::StatusCode::BAD_REQUEST);
+        err
+    } else if text.contains("SignatureMismatch") {
+        s3_error!(
+            SignatureDoesNotMatch,
+            "a chunk signature of the body does not match"
+        )
+    } else if text.contains("FormatError") || text.contains("TooLarge") || text.contains("TooMany")
+    {
+        s3_error!(InvalidRequest, "malformed aws-chunked body: {text}")
+    } else {
+        s3_error!(IncompleteBody, "request body: {text}")
     }
 }

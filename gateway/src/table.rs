@@ -5,7 +5,10 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use chunkstore::{Record, Table};
+use std::future::Future;
+use std::net::SocketAddr;
+
+use chunkstore::{ClientError, NodeClient, Record, Table};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
@@ -101,39 +104,11 @@ impl Tables {
     /// Reads a record at quorum; the newest answer wins and stale replicas
     /// are repaired in the background. Tombstones come back as `None`.
     pub async fn get(&self, table: Table, partition: u16, key: &[u8]) -> S3Result<Option<Record>> {
-        let nodes = self.cluster.partition_nodes(partition);
-        let mut pending: FuturesUnordered<_> = nodes
-            .iter()
-            .map(|(id, addr, _)| {
-                let cluster = self.cluster.clone();
-                let id = id.clone();
-                let addr = *addr;
-                async move {
-                    let _guard = cluster.track(&id);
-                    let r = cluster.client().meta_get(addr, table, key).await;
-                    (id, addr, r)
-                }
+        let answers = self
+            .ask_quorum(partition, "read", |client, addr| async move {
+                client.meta_get(addr, table, key).await
             })
-            .collect();
-        let mut answers = Vec::new();
-        while let Some((id, addr, result)) = pending.next().await {
-            match result {
-                Ok(record) => {
-                    answers.push((id, addr, record));
-                    if answers.len() >= QUORUM {
-                        break;
-                    }
-                }
-                Err(e) => tracing::warn!(node = %id, error = %e, "metadata read failed"),
-            }
-        }
-        if answers.len() < QUORUM {
-            return Err(s3_error!(
-                ServiceUnavailable,
-                "metadata read reached {} of {QUORUM} replicas needed",
-                answers.len()
-            ));
-        }
+            .await?;
         let newest = answers
             .iter()
             .filter_map(|(_, _, r)| r.as_ref())
@@ -163,42 +138,11 @@ impl Tables {
         end: &[u8],
         limit: u32,
     ) -> S3Result<ScanPage> {
-        let nodes = self.cluster.partition_nodes(partition);
-        let mut pending: FuturesUnordered<_> = nodes
-            .iter()
-            .map(|(id, addr, _)| {
-                let cluster = self.cluster.clone();
-                let id = id.clone();
-                let addr = *addr;
-                async move {
-                    let _guard = cluster.track(&id);
-                    let r = cluster
-                        .client()
-                        .meta_scan(addr, table, start, end, limit)
-                        .await;
-                    (id, addr, r)
-                }
+        let answers = self
+            .ask_quorum(partition, "scan", |client, addr| async move {
+                client.meta_scan(addr, table, start, end, limit).await
             })
-            .collect();
-        let mut answers = Vec::new();
-        while let Some((id, addr, result)) = pending.next().await {
-            match result {
-                Ok(records) => {
-                    answers.push((id, addr, records));
-                    if answers.len() >= QUORUM {
-                        break;
-                    }
-                }
-                Err(e) => tracing::warn!(node = %id, error = %e, "metadata scan failed"),
-            }
-        }
-        if answers.len() < QUORUM {
-            return Err(s3_error!(
-                ServiceUnavailable,
-                "metadata scan reached {} of {QUORUM} replicas needed",
-                answers.len()
-            ));
-        }
+            .await?;
 
         // A replica that filled its limit may hold more keys than it sent; the
         // merged page is only complete up to the smallest last key of those.
@@ -244,7 +188,52 @@ impl Tables {
         })
     }
 
-    fn repair(&self, id: String, addr: std::net::SocketAddr, table: Table, records: Vec<Record>) {
+    /// Asks every replica of a partition at once and returns the first
+    /// `QUORUM` answers (node id, address, answer), or 503 when fewer come.
+    async fn ask_quorum<'a, T, F, Fut>(
+        &self,
+        partition: u16,
+        what: &str,
+        ask: F,
+    ) -> S3Result<Vec<(String, SocketAddr, T)>>
+    where
+        F: Fn(NodeClient, SocketAddr) -> Fut,
+        Fut: Future<Output = Result<T, ClientError>> + 'a,
+    {
+        let mut pending: FuturesUnordered<_> = self
+            .cluster
+            .partition_nodes(partition)
+            .into_iter()
+            .map(|(id, addr, _)| {
+                let guard = self.cluster.track(&id);
+                let answer = ask(self.cluster.client().clone(), addr);
+                async move {
+                    let result = answer.await;
+                    drop(guard);
+                    (id, addr, result)
+                }
+            })
+            .collect();
+        let mut answers = Vec::with_capacity(QUORUM);
+        while let Some((id, addr, result)) = pending.next().await {
+            match result {
+                Ok(answer) => {
+                    answers.push((id, addr, answer));
+                    if answers.len() >= QUORUM {
+                        return Ok(answers);
+                    }
+                }
+                Err(e) => tracing::warn!(node = %id, error = %e, "metadata {what} failed"),
+            }
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "metadata {what} reached {} of {QUORUM} replicas needed",
+            answers.len()
+        ))
+    }
+
+    fn repair(&self, id: String, addr: SocketAddr, table: Table, records: Vec<Record>) {
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
             tracing::debug!(node = %id, n = records.len(), "read repair");

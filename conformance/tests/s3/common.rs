@@ -37,6 +37,20 @@ impl TestCluster {
 
     pub async fn start_with_chunk_size(storage_nodes: usize, chunk_size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_in(dir, storage_nodes, chunk_size).await
+    }
+
+    /// Starts three storage nodes and a gateway again on a data dir that a
+    /// stopped cluster used.
+    pub async fn restart(dir: tempfile::TempDir) -> TestCluster {
+        TestCluster::start_in(dir, 3, 1024 * 1024).await
+    }
+
+    async fn start_in(
+        dir: tempfile::TempDir,
+        storage_nodes: usize,
+        chunk_size: usize,
+    ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
             s3_addr: "127.0.0.1:0".parse().unwrap(),
@@ -194,14 +208,20 @@ pub async fn raw_request_with_headers(
     let parsed: http::Uri = uri.parse().expect("uri");
     let authority = parsed.authority().expect("authority").to_string();
     let host = host.map(str::to_string).unwrap_or(authority);
-    let payload_hash = hex::encode(Sha256::digest(body));
+    let payload_hash = extra_headers
+        .iter()
+        .find(|(name, _)| name.eq_ignore_ascii_case("x-amz-content-sha256"))
+        .map(|(_, value)| value.to_string())
+        .unwrap_or_else(|| hex::encode(Sha256::digest(body)));
     let mut builder = http::Request::builder()
         .method(method)
         .uri(&uri)
         .header("host", &host)
         .header("x-amz-content-sha256", &payload_hash);
     for (name, value) in extra_headers {
-        builder = builder.header(*name, *value);
+        if !name.eq_ignore_ascii_case("x-amz-content-sha256") {
+            builder = builder.header(*name, *value);
+        }
     }
     let mut request = builder
         .body(Full::new(Bytes::copy_from_slice(body)))
@@ -233,7 +253,7 @@ pub async fn raw_request_with_headers(
             method,
             &signed_uri,
             headers.into_iter(),
-            SignableBody::Bytes(body),
+            SignableBody::Precomputed(payload_hash.clone()),
         )
         .expect("signable");
         let (instructions, _) = sign(signable, &params).expect("sign").into_parts();

@@ -226,3 +226,31 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn everything_survives_a_restart_of_the_whole_server() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("persist").await;
+    let body = data(2 * 1024 * 1024 + 3, 16);
+    c.put("persist", "obj", body.clone()).await;
+    c.put("persist", "small", b"tiny".to_vec()).await;
+    let TestCluster { embedded, dir, .. } = c;
+    embedded.shutdown().await;
+
+    // Same data dir, new ports for every node: records and chunks are found
+    // again through the node ids.
+    let c = TestCluster::restart(dir).await;
+    assert!(c.get("persist", "obj").await == body);
+    assert_eq!(c.get("persist", "small").await, b"tiny");
+    let list = c
+        .client
+        .list_objects_v2()
+        .bucket("persist")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(list.contents().len(), 2);
+    c.put("persist", "after", b"new".to_vec()).await;
+    assert_eq!(c.get("persist", "after").await, b"new");
+    c.stop().await;
+}

@@ -121,3 +121,43 @@ async fn content_md5_mismatch_is_refused_and_stores_nothing() {
     assert_eq!(error_status(&err), 404);
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn body_not_matching_its_signed_sha256_is_refused_and_stores_nothing() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("sha").await;
+    let creds = Some((ACCESS_KEY, SECRET_KEY));
+    // Signed for the SHA-256 of the empty body, sent with another body.
+    let empty_sha = "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+    let raw = raw_request_with_headers(
+        &c.endpoint,
+        "PUT",
+        "/sha/k",
+        None,
+        &[("x-amz-content-sha256", empty_sha)],
+        b"tampered body",
+        creds,
+    )
+    .await;
+    assert_eq!(raw.status, 400, "{}", raw.body);
+    assert!(
+        raw.body.contains("<Code>XAmzContentSHA256Mismatch</Code>"),
+        "{}",
+        raw.body
+    );
+    let err = c
+        .client
+        .head_object()
+        .bucket("sha")
+        .key("k")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 404);
+
+    // The same request with the right hash is stored.
+    let raw = raw_request(&c.endpoint, "PUT", "/sha/k", None, b"real body", creds).await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert_eq!(c.get("sha", "k").await, b"real body");
+    c.stop().await;
+}

@@ -119,6 +119,18 @@ impl Inner {
                 Some(model::encode(&record)),
             )
             .await?;
+        // Two creates racing both write; last writer wins. The one that lost
+        // finds out here rather than writing objects into a bucket id nobody
+        // will see. (Serialising creates through the partition's primary is
+        // the complete answer, with conditional writes.)
+        let winner = self.bucket(&name).await?;
+        if winner.id != record.id {
+            return Err(if winner.owner == record.owner {
+                s3_error!(BucketAlreadyOwnedByYou)
+            } else {
+                s3_error!(BucketAlreadyExists)
+            });
+        }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))

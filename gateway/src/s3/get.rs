@@ -177,45 +177,17 @@ impl Inner {
                 },
             )
             .await?;
-        let Resolved {
-            version,
-            data,
-            range,
-            content_range,
-            parts_count,
-        } = resolved;
-        let length = range.end - range.start;
-        let body = self.data.read(data.chunks.clone(), range);
-        let output = GetObjectOutput {
-            body: Some(StreamingBlob::wrap(body)),
-            content_length: Some(length as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(ETag::Strong(data.etag.clone())),
-            last_modified: Some(timestamp(version.last_modified_ms)),
-            parts_count,
-            content_type: input
-                .response_content_type
-                .or_else(|| data.content_type.clone())
-                .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| header(&data, "cache-control")),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| header(&data, "content-disposition")),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| header(&data, "content-encoding")),
-            content_language: input
-                .response_content_language
-                .or_else(|| header(&data, "content-language")),
-            expires: input
-                .response_expires
-                .or_else(|| header(&data, "expires").and_then(|e| parse_http_date(&e))),
-            metadata: user_metadata(&data),
-            ..Default::default()
+        let overrides = Overrides {
+            content_type: input.response_content_type,
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            expires: input.response_expires,
         };
+        let mut output = describe(&resolved, overrides);
+        let body = self.data.read(resolved.data.chunks, resolved.range);
+        output.body = Some(StreamingBlob::wrap(body));
         Ok(S3Response::new(output))
     }
 
@@ -238,42 +210,74 @@ impl Inner {
                 },
             )
             .await?;
-        let Resolved {
-            version,
-            data,
-            range,
-            content_range,
-            parts_count,
-        } = resolved;
-        let output = HeadObjectOutput {
-            content_length: Some((range.end - range.start) as i64),
-            content_range,
-            accept_ranges: Some("bytes".into()),
-            e_tag: Some(ETag::Strong(data.etag.clone())),
-            last_modified: Some(timestamp(version.last_modified_ms)),
-            parts_count,
-            content_type: input
-                .response_content_type
-                .or_else(|| data.content_type.clone())
-                .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
-            cache_control: input
-                .response_cache_control
-                .or_else(|| header(&data, "cache-control")),
-            content_disposition: input
-                .response_content_disposition
-                .or_else(|| header(&data, "content-disposition")),
-            content_encoding: input
-                .response_content_encoding
-                .or_else(|| header(&data, "content-encoding")),
-            content_language: input
-                .response_content_language
-                .or_else(|| header(&data, "content-language")),
-            expires: input
-                .response_expires
-                .or_else(|| header(&data, "expires").and_then(|e| parse_http_date(&e))),
-            metadata: user_metadata(&data),
-            ..Default::default()
+        let overrides = Overrides {
+            content_type: input.response_content_type,
+            cache_control: input.response_cache_control,
+            content_disposition: input.response_content_disposition,
+            content_encoding: input.response_content_encoding,
+            content_language: input.response_content_language,
+            expires: input.response_expires,
         };
-        Ok(S3Response::new(output))
+        let get = describe(&resolved, overrides);
+        Ok(S3Response::new(HeadObjectOutput {
+            content_length: get.content_length,
+            content_range: get.content_range,
+            accept_ranges: get.accept_ranges,
+            e_tag: get.e_tag,
+            last_modified: get.last_modified,
+            parts_count: get.parts_count,
+            content_type: get.content_type,
+            cache_control: get.cache_control,
+            content_disposition: get.content_disposition,
+            content_encoding: get.content_encoding,
+            content_language: get.content_language,
+            expires: get.expires,
+            metadata: get.metadata,
+            ..Default::default()
+        }))
+    }
+}
+
+/// `response-*` query parameters, which replace stored headers in the answer.
+struct Overrides {
+    content_type: Option<String>,
+    cache_control: Option<String>,
+    content_disposition: Option<String>,
+    content_encoding: Option<String>,
+    content_language: Option<String>,
+    expires: Option<Timestamp>,
+}
+
+/// The headers of a GET answer (HEAD answers the same without a body).
+fn describe(resolved: &Resolved, overrides: Overrides) -> GetObjectOutput {
+    let data = &resolved.data;
+    GetObjectOutput {
+        content_length: Some((resolved.range.end - resolved.range.start) as i64),
+        content_range: resolved.content_range.clone(),
+        accept_ranges: Some("bytes".into()),
+        e_tag: Some(ETag::Strong(data.etag.clone())),
+        last_modified: Some(timestamp(resolved.version.last_modified_ms)),
+        parts_count: resolved.parts_count,
+        content_type: overrides
+            .content_type
+            .or_else(|| data.content_type.clone())
+            .or_else(|| Some(DEFAULT_CONTENT_TYPE.into())),
+        cache_control: overrides
+            .cache_control
+            .or_else(|| header(data, "cache-control")),
+        content_disposition: overrides
+            .content_disposition
+            .or_else(|| header(data, "content-disposition")),
+        content_encoding: overrides
+            .content_encoding
+            .or_else(|| header(data, "content-encoding")),
+        content_language: overrides
+            .content_language
+            .or_else(|| header(data, "content-language")),
+        expires: overrides
+            .expires
+            .or_else(|| header(data, "expires").and_then(|e| parse_http_date(&e))),
+        metadata: user_metadata(data),
+        ..Default::default()
     }
 }

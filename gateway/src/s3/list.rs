@@ -6,7 +6,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::Inner;
-use super::bucket::timestamp;
+use super::bucket::{owner as bucket_owner, timestamp};
 use crate::limits::{MAX_LIST_KEYS, MAX_SCAN_ROUNDS, SCAN_BATCH};
 use crate::model::{self, BucketRecord, OBJECT_KEY_PREFIX, ObjectRecord, ObjectVersion};
 
@@ -104,10 +104,11 @@ impl Names {
     }
 }
 
-fn object_entry(names: Names, key: &str, version: &ObjectVersion) -> Object {
+fn object_entry(names: Names, owner: Option<&Owner>, key: &str, version: &ObjectVersion) -> Object {
     let data = version.data.as_ref();
     Object {
         key: Some(names.name(key)),
+        owner: owner.cloned(),
         e_tag: data.map(|d| ETag::Strong(d.etag.clone())),
         size: data.map(|d| d.size as i64),
         last_modified: Some(timestamp(version.last_modified_ms)),
@@ -239,6 +240,7 @@ impl Inner {
         let listing = self
             .list(&bucket, &prefix, input.delimiter.as_deref(), start, max)
             .await?;
+        let owner = bucket_owner(&bucket.owner);
         // V1 has no raw position; a cut-short page resumes after its last entry.
         let next_marker = match (&listing.next, listing.truncated) {
             (Some(Start::After(k)), true) => Some(k.clone()),
@@ -254,7 +256,7 @@ impl Inner {
                 listing
                     .objects
                     .iter()
-                    .map(|(k, v)| object_entry(names, k, v))
+                    .map(|(k, v)| object_entry(names, Some(&owner), k, v))
                     .collect(),
             ),
             common_prefixes: Some(names.prefixes(listing.prefixes)),
@@ -287,6 +289,8 @@ impl Inner {
             .then(|| listing.next.as_ref().map(encode_token))
             .flatten();
         let key_count = (listing.objects.len() + listing.prefixes.len()) as i32;
+        let owner = bucket_owner(&bucket.owner);
+        let owner = input.fetch_owner.unwrap_or(false).then_some(&owner);
         Ok(S3Response::new(ListObjectsV2Output {
             name: Some(bucket.name.clone()),
             prefix: Some(names.name(&prefix)),
@@ -299,7 +303,7 @@ impl Inner {
                 listing
                     .objects
                     .iter()
-                    .map(|(k, v)| object_entry(names, k, v))
+                    .map(|(k, v)| object_entry(names, owner, k, v))
                     .collect(),
             ),
             common_prefixes: Some(names.prefixes(listing.prefixes)),

@@ -9,7 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::bucket::{owner, timestamp};
 use super::list::Names;
-use super::put::{ContentHeaders, body_stream, chunk_owner};
+use super::put::{ContentHeaders, body_stream, chunk_owner, parse_content_md5};
 use super::{Inner, check_key, requester};
 use crate::hlc::wall_ms;
 use crate::limits::{
@@ -155,29 +155,13 @@ impl Inner {
             ));
         }
         self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let expected_md5 = parse_content_md5(input.content_md5.as_deref())?;
         let owner = chunk_owner(&bucket, &input.key, &input.upload_id);
         let written = self
             .data
             .write(body_stream(input.body), owner, MAX_PUT_SIZE)
             .await?;
-        if let Some(len) = input.content_length
-            && len as u64 != written.size
-        {
-            self.data.delete_chunks(written.chunks);
-            return Err(s3_error!(
-                IncompleteBody,
-                "body had {} bytes, Content-Length said {len}",
-                written.size
-            ));
-        }
-        if let Some(b64) = &input.content_md5 {
-            use base64::Engine;
-            let expected = base64::engine::general_purpose::STANDARD.decode(b64).ok();
-            if expected.as_deref() != Some(written.md5.as_slice()) {
-                self.data.delete_chunks(written.chunks);
-                return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
-            }
-        }
+        self.check_written(&written, input.content_length, expected_md5)?;
         let partition = model::bucket_partition(&bucket.id);
         let part_key = model::part_key(&bucket.id, &input.upload_id, input.part_number);
         let replaced = self

@@ -8,6 +8,7 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Inner, check_key};
+use crate::data::Written;
 use crate::hlc::{ts_millis, wall_ms};
 use crate::limits::MAX_PUT_SIZE;
 use crate::model::{self, BucketRecord, ObjectData, ObjectRecord, ObjectVersion};
@@ -66,6 +67,17 @@ pub(crate) fn parse_http_date(s: &str) -> Option<Timestamp> {
     Timestamp::parse(TimestampFormat::HttpDate, s).ok()
 }
 
+/// The decoded Content-MD5 header, checked once the body is stored.
+pub(crate) fn parse_content_md5(header: Option<&str>) -> S3Result<Option<[u8; 16]>> {
+    let Some(b64) = header else { return Ok(None) };
+    base64::engine::general_purpose::STANDARD
+        .decode(b64)
+        .ok()
+        .and_then(|d| <[u8; 16]>::try_from(d).ok())
+        .map(Some)
+        .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not a base64 MD5"))
+}
+
 pub(crate) fn chunk_owner(bucket: &BucketRecord, key: &str, version: &str) -> ChunkOwner {
     ChunkOwner {
         bucket_id: hex::encode(bucket.id),
@@ -102,16 +114,7 @@ impl Inner {
                 "a single PUT takes at most {MAX_PUT_SIZE} bytes; use a multipart upload"
             ));
         }
-        let expected_md5 = match &input.content_md5 {
-            Some(b64) => Some(
-                base64::engine::general_purpose::STANDARD
-                    .decode(b64)
-                    .ok()
-                    .filter(|d| d.len() == 16)
-                    .ok_or_else(|| s3_error!(InvalidDigest, "Content-MD5 is not a base64 MD5"))?,
-            ),
-            None => None,
-        };
+        let expected_md5 = parse_content_md5(input.content_md5.as_deref())?;
         let content = ContentHeaders::new(
             input.content_type,
             input.cache_control,
@@ -127,22 +130,7 @@ impl Inner {
             .data
             .write(body_stream(input.body), owner, MAX_PUT_SIZE)
             .await?;
-        if let Some(len) = input.content_length
-            && len as u64 != written.size
-        {
-            self.data.delete_chunks(written.chunks);
-            return Err(s3_error!(
-                IncompleteBody,
-                "body had {} bytes, Content-Length said {len}",
-                written.size
-            ));
-        }
-        if let Some(expected) = expected_md5
-            && expected != written.md5
-        {
-            self.data.delete_chunks(written.chunks);
-            return Err(s3_error!(BadDigest, "Content-MD5 does not match the body"));
-        }
+        self.check_written(&written, input.content_length, expected_md5)?;
 
         let etag = hex::encode(written.md5);
         let data = ObjectData {
@@ -160,6 +148,34 @@ impl Inner {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
         }))
+    }
+
+    /// Checks a stored body against what the request announced; on a
+    /// mismatch its chunks are deleted and nothing refers to them.
+    pub(crate) fn check_written(
+        &self,
+        written: &Written,
+        content_length: Option<i64>,
+        content_md5: Option<[u8; 16]>,
+    ) -> S3Result<()> {
+        let error = if content_length.is_some_and(|len| len as u64 != written.size) {
+            Some(s3_error!(
+                IncompleteBody,
+                "body had {} bytes, Content-Length said {content_length:?}",
+                written.size
+            ))
+        } else if content_md5.is_some_and(|md5| md5 != written.md5) {
+            Some(s3_error!(BadDigest, "Content-MD5 does not match the body"))
+        } else {
+            None
+        };
+        match error {
+            Some(e) => {
+                self.data.delete_chunks(written.chunks.clone());
+                Err(e)
+            }
+            None => Ok(()),
+        }
     }
 
     /// Makes `data` the current (and, without versioning, only) version of
