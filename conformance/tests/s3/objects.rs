@@ -477,3 +477,118 @@ async fn empty_put_expecting_continue_closes_the_connection_after_answering() {
     assert!(raw.headers.get("connection").is_none());
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn conditional_gets_answer_304_and_412_as_s3_does() {
+    use aws_sdk_s3::primitives::DateTime;
+    let c = TestCluster::start(3).await;
+    c.create_bucket("cond").await;
+    c.put("cond", "k", b"conditional".to_vec()).await;
+    let etag = format!("\"{}\"", md5_hex(b"conditional"));
+    let past = DateTime::from_secs(1_000_000_000);
+    let future = DateTime::from_secs(4_000_000_000);
+
+    let ok = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .send()
+        .await;
+    assert!(ok.is_ok());
+    let err = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match("\"other\"")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 412);
+    let err = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_none_match(&etag)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 304);
+    let err = c
+        .client
+        .head_object()
+        .bucket("cond")
+        .key("k")
+        .if_modified_since(future)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 304);
+    let err = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_unmodified_since(past)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_status(&err), 412);
+    // If-Match that holds wins over a failing If-Unmodified-Since (RFC 7232, as S3).
+    let both = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_match(&etag)
+        .if_unmodified_since(past)
+        .send()
+        .await;
+    assert!(both.is_ok());
+    let fresh = c
+        .client
+        .get_object()
+        .bucket("cond")
+        .key("k")
+        .if_modified_since(past)
+        .send()
+        .await;
+    assert!(fresh.is_ok());
+    c.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn response_overrides_replace_stored_headers_on_get() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("overrides").await;
+    c.client
+        .put_object()
+        .bucket("overrides")
+        .key("k")
+        .content_type("text/plain")
+        .body(b"x".to_vec().into())
+        .send()
+        .await
+        .unwrap();
+    let got = c
+        .client
+        .get_object()
+        .bucket("overrides")
+        .key("k")
+        .response_content_type("application/json")
+        .response_content_disposition("attachment; filename=\"x.json\"")
+        .response_cache_control("no-cache")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(got.content_type(), Some("application/json"));
+    assert_eq!(
+        got.content_disposition(),
+        Some("attachment; filename=\"x.json\"")
+    );
+    assert_eq!(got.cache_control(), Some("no-cache"));
+    c.stop().await;
+}
