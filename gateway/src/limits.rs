@@ -29,6 +29,10 @@ pub const MAX_PLACEMENT_ATTEMPTS: usize = 6;
 /// Largest object a single PUT accepts (S3's own limit).
 pub const MAX_PUT_SIZE: u64 = 5 * 1024 * 1024 * 1024;
 
+/// Largest browser POST upload. s3s reads a POST's file into memory before
+/// the handler sees it, so this bounds the memory of one POST request.
+pub const MAX_POST_OBJECT_SIZE: u64 = 64 * 1024 * 1024;
+
 /// Largest object key, in bytes (S3's own limit).
 pub const MAX_KEY_LEN: usize = 1024;
 

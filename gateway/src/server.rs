@@ -18,6 +18,7 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::data::DataPath;
 use crate::hlc::Hlc;
+use crate::limits::MAX_POST_OBJECT_SIZE;
 use crate::s3::Gateway;
 use crate::table::Tables;
 
@@ -88,6 +89,11 @@ pub async fn start(
     let gateway = Gateway::new(tables, data, &config);
 
     let mut builder = S3ServiceBuilder::new(gateway);
+    let mut s3_config = s3s::config::S3Config::default();
+    s3_config.post_object_max_file_size = MAX_POST_OBJECT_SIZE;
+    builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
+        s3_config,
+    ))));
     builder.set_auth(RootAuth {
         access_key: config.root_access_key.clone(),
         secret_key: config.root_secret_key.clone(),
