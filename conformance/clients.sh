@@ -113,7 +113,7 @@ else
     export AWS_ACCESS_KEY_ID AWS_SECRET_ACCESS_KEY
     mkdir -p "$WORK/data"
     FLEXDRIVE_ROOT_ACCESS_KEY=$AWS_ACCESS_KEY_ID FLEXDRIVE_ROOT_SECRET_KEY=$AWS_SECRET_ACCESS_KEY \
-        "$BIN" server --data-dir "$WORK/data" --s3-addr "127.0.0.1:$PORT" \
+        "$BIN" server --data-dir "$WORK/data" --s3-addr "127.0.0.1:$PORT" --admin-addr 127.0.0.1:0 \
         >"$WORK/server.log" 2>&1 </dev/null &
     SERVER_PID=$!
     ENDPOINT="http://127.0.0.1:$PORT"

@@ -15,6 +15,11 @@ use membership::{LoadReport, Membership, Role, Snapshot};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+pub mod admin_client;
+
+/// File in a `flexdrive server` data dir that holds the admin API token.
+pub const ADMIN_TOKEN_FILE: &str = "admin_token";
+
 /// How often a storage node gossips its load.
 const LOAD_REPORT_INTERVAL: Duration = Duration::from_secs(2);
 
@@ -47,7 +52,7 @@ impl StorageRole {
             zone: gossip.zone,
             bind_addr: gossip.bind_addr,
             advertise_addr: gossip.advertise_addr,
-            http_addr: node.http_addr(),
+            http_addr: reachable(node.http_addr(), gossip.advertise_addr),
             seeds: gossip.seeds,
             probe_period: gossip.probe_period,
         })
@@ -174,6 +179,11 @@ pub struct EmbeddedConfig {
     pub region: String,
     pub domains: Vec<String>,
     pub probe_period: Duration,
+    /// Admin API address and bearer token (None: no admin API).
+    pub admin_addr: Option<SocketAddr>,
+    pub admin_token: Option<String>,
+    /// Lifecycle worker timing (tests shorten the day).
+    pub lifecycle: gateway::lifecycle::LifecycleConfig,
 }
 
 /// One gateway and N storage nodes in this process, on loopback.
@@ -218,6 +228,9 @@ impl Embedded {
                 chunk_size: config.chunk_size,
                 region: config.region,
                 domains: config.domains,
+                admin_addr: config.admin_addr,
+                admin_token: config.admin_token,
+                lifecycle: config.lifecycle,
             },
             GossipConfig {
                 bind_addr: loopback,
@@ -258,6 +271,10 @@ impl Embedded {
 
     pub fn s3_addr(&self) -> SocketAddr {
         self.gateway.s3_addr()
+    }
+
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.gateway.gateway.admin_addr()
     }
 
     pub fn snapshot(&self) -> Arc<Snapshot> {
@@ -304,6 +321,15 @@ async fn start_storage(
     )
     .await
     .with_context(|| format!("starting storage node {index}"))
+}
+
+/// The address others should use for a socket bound to `bound`: a wildcard
+/// bind (0.0.0.0, as in a pod) is reached at the advertised gossip IP.
+fn reachable(bound: SocketAddr, advertise: Option<SocketAddr>) -> SocketAddr {
+    match advertise {
+        Some(adv) if bound.ip().is_unspecified() => SocketAddr::new(adv.ip(), bound.port()),
+        _ => bound,
+    }
 }
 
 /// Reads a secret kept in the data dir, or creates it (readable by the owner only).

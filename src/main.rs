@@ -8,10 +8,15 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
+use flexdrive::admin_client::{AdminClient, KeyAction};
 use flexdrive::{Embedded, EmbeddedConfig, GatewayRole, GossipConfig, StorageRole};
 use serde::Deserialize;
 
 const DEFAULT_S3_ADDR: &str = "127.0.0.1:9000";
+const DEFAULT_ADMIN_ADDR: &str = "127.0.0.1:9001";
+const DEFAULT_ADMIN_ENDPOINT: &str = "http://127.0.0.1:9001";
+/// Shortest admin token accepted from the operator.
+const MIN_ADMIN_TOKEN_LEN: usize = 16;
 const DEFAULT_CHUNK_SIZE: usize = 1024 * 1024;
 const DEFAULT_REGION: &str = "us-east-1";
 const DEFAULT_PROBE_PERIOD: Duration = Duration::from_secs(1);
@@ -38,6 +43,66 @@ enum Command {
     Storage(StorageArgs),
     /// A stateless S3 endpoint.
     Gateway(GatewayArgs),
+    /// Manage a running cluster through its admin API.
+    Admin(AdminArgs),
+}
+
+#[derive(Args)]
+struct AdminArgs {
+    /// Admin API URL.
+    #[arg(long, global = true, env = "FLEXDRIVE_ADMIN_ENDPOINT", default_value = DEFAULT_ADMIN_ENDPOINT)]
+    admin_endpoint: String,
+    /// Admin API token [default: read from the data dir of a local `flexdrive server`].
+    #[arg(
+        long,
+        global = true,
+        env = "FLEXDRIVE_ADMIN_TOKEN",
+        hide_env_values = true
+    )]
+    admin_token: Option<String>,
+    /// Data dir of a local `flexdrive server`, to read its admin token from.
+    #[arg(
+        long,
+        global = true,
+        env = "FLEXDRIVE_DATA_DIR",
+        default_value = "./data"
+    )]
+    data_dir: PathBuf,
+    /// Print the admin API's JSON answers.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: AdminCommand,
+}
+
+#[derive(Subcommand)]
+enum AdminCommand {
+    /// Access keys.
+    #[command(subcommand)]
+    Key(KeyCommand),
+}
+
+#[derive(Subcommand)]
+enum KeyCommand {
+    /// Create a key; prints its access key and secret key (shown only now).
+    Create { name: String },
+    /// List keys and their bucket permissions.
+    List,
+    /// Delete a key; it stops working within seconds.
+    Delete { access_key: String },
+    /// Add permissions on a bucket to a key.
+    Allow {
+        access_key: String,
+        #[arg(long)]
+        bucket: String,
+        #[arg(long)]
+        read: bool,
+        #[arg(long)]
+        write: bool,
+        /// Bucket configuration (versioning, tagging, CORS, lifecycle, ACL) and DeleteBucket.
+        #[arg(long)]
+        owner: bool,
+    },
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -75,6 +140,12 @@ struct S3Args {
     /// Base domain for virtual-hosted-style requests (repeatable) [default: localhost].
     #[arg(long = "domain", env = "FLEXDRIVE_DOMAINS", value_delimiter = ',')]
     domains: Vec<String>,
+    /// Admin API listen address [server default: 127.0.0.1:9001; gateway: off].
+    #[arg(long, env = "FLEXDRIVE_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
+    /// Admin API bearer token [server default: generated on first start and kept in the data dir].
+    #[arg(long, env = "FLEXDRIVE_ADMIN_TOKEN", hide_env_values = true)]
+    admin_token: Option<String>,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -170,6 +241,7 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Command::Server(args) => server(args, file.server).await,
         Command::Storage(args) => storage(args, file.storage).await,
         Command::Gateway(args) => gateway(args, file.gateway).await,
+        Command::Admin(args) => admin(args).await,
     }
 }
 
@@ -190,6 +262,8 @@ fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
         } else {
             flags.domains
         },
+        admin_addr: flags.admin_addr.or(file.admin_addr),
+        admin_token: flags.admin_token.or(file.admin_token),
     }
 }
 
@@ -268,6 +342,16 @@ fn root_credentials(s3: &S3Args, data_dir: Option<&Path>) -> anyhow::Result<(Str
     }
 }
 
+/// The operator's admin token, checked.
+fn given_admin_token(s3: &S3Args) -> anyhow::Result<Option<String>> {
+    match &s3.admin_token {
+        Some(t) if t.len() < MIN_ADMIN_TOKEN_LEN => {
+            bail!("--admin-token must be at least {MIN_ADMIN_TOKEN_LEN} characters")
+        }
+        t => Ok(t.clone()),
+    }
+}
+
 async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
     let s3 = merge_s3(flags.s3, file.s3);
     let data_dir = flags
@@ -285,6 +369,14 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         Some(a) => a,
         None => DEFAULT_S3_ADDR.parse()?,
     };
+    let admin_addr = match s3.admin_addr {
+        Some(a) => a,
+        None => DEFAULT_ADMIN_ADDR.parse()?,
+    };
+    let admin_token = match given_admin_token(&s3)? {
+        Some(t) => t,
+        None => flexdrive::load_or_create_secret(&data_dir.join(flexdrive::ADMIN_TOKEN_FILE))?,
+    };
     let embedded = Embedded::start(EmbeddedConfig {
         data_dir: data_dir.clone(),
         s3_addr,
@@ -295,6 +387,9 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         region: s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
         domains: domains(&s3),
         probe_period: DEFAULT_PROBE_PERIOD,
+        admin_addr: Some(admin_addr),
+        admin_token: Some(admin_token.clone()),
+        lifecycle: Default::default(),
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -305,6 +400,10 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
     println!("  S3 endpoint:  {endpoint}");
     println!("  Access key:   {access_key}");
     println!("  Secret key:   {secret_key}");
+    if let Some(addr) = embedded.admin_addr() {
+        println!("  Admin API:    http://{addr}");
+        println!("  Admin token:  {admin_token}");
+    }
     println!(
         "  Region:       {}",
         s3.region.as_deref().unwrap_or(DEFAULT_REGION)
@@ -367,14 +466,70 @@ async fn gateway(flags: GatewayArgs, file: GatewayArgs) -> anyhow::Result<()> {
             chunk_size: chunk_size(&s3)?,
             region: s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
             domains: domains(&s3),
+            lifecycle: Default::default(),
+            admin_addr: s3.admin_addr,
+            admin_token: match (s3.admin_addr, given_admin_token(&s3)?) {
+                (Some(_), None) => {
+                    bail!("--admin-addr needs --admin-token (or FLEXDRIVE_ADMIN_TOKEN)")
+                }
+                (_, token) => token,
+            },
         },
         gossip(&cluster)?,
     )
     .await?;
     println!("Flexdrive gateway: S3 endpoint http://{}", role.s3_addr());
+    if let Some(addr) = role.gateway.admin_addr() {
+        println!("  Admin API:    http://{addr}");
+    }
     wait_for_signal().await;
     eprintln!("flexdrive: shutting down");
     role.shutdown().await;
+    Ok(())
+}
+
+async fn admin(args: AdminArgs) -> anyhow::Result<()> {
+    let token = match args.admin_token {
+        Some(t) => t,
+        None => {
+            let path = args.data_dir.join(flexdrive::ADMIN_TOKEN_FILE);
+            match std::fs::read_to_string(&path) {
+                Ok(t) if !t.trim().is_empty() => t.trim().to_string(),
+                _ => bail!(
+                    "no admin token: pass --admin-token (or FLEXDRIVE_ADMIN_TOKEN), or --data-dir of a local flexdrive server ({} is not readable)",
+                    path.display()
+                ),
+            }
+        }
+    };
+    let client = AdminClient::new(&args.admin_endpoint, &token)?;
+    let AdminCommand::Key(command) = args.command;
+    let action = match command {
+        KeyCommand::Create { name } => KeyAction::Create { name },
+        KeyCommand::List => KeyAction::List,
+        KeyCommand::Delete { access_key } => KeyAction::Delete { access_key },
+        KeyCommand::Allow {
+            access_key,
+            bucket,
+            read,
+            write,
+            owner,
+        } => {
+            if !(read || write || owner) {
+                bail!("say what to allow: --read, --write and/or --owner");
+            }
+            KeyAction::Allow {
+                access_key,
+                allow: gateway::admin::Allow {
+                    bucket,
+                    read,
+                    write,
+                    owner,
+                },
+            }
+        }
+    };
+    println!("{}", client.run(action, args.json).await?);
     Ok(())
 }
 

@@ -18,7 +18,7 @@ use crate::limits::{
     CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
     MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
 };
-use crate::wire::{self, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+use crate::wire::{self, CasOutcome, CasRequest, ChunkId, ChunkOwner, NodeStatus, Record, Table};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -149,28 +149,55 @@ impl NodeClient {
         }
     }
 
-    /// Merges records into a table (last writer wins), durably.
+    /// Merges records into a table, durably.
     pub async fn meta_put(
         &self,
         node: SocketAddr,
         table: Table,
         records: &[Record],
     ) -> Result<(), ClientError> {
-        let body = postcard::to_stdvec(records)
-            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode records: {e}")))?;
-        let hash = auth::sha256_hex(&body);
         let answer = self
-            .send(
-                node,
-                Method::POST,
-                format!("/meta/{}/merge", table.name()),
-                &[],
-                Bytes::from(body),
-                &hash,
-                MAX_ERROR_BODY,
-            )
+            .post_meta(node, table, "merge", records, MAX_ERROR_BODY)
             .await?;
         expect_success(node, answer).map(drop)
+    }
+
+    /// A conditional write on one node (the partition's primary), durably:
+    /// the expectation is checked and the record written in one transaction.
+    pub async fn meta_cas(
+        &self,
+        node: SocketAddr,
+        table: Table,
+        req: &CasRequest,
+    ) -> Result<CasOutcome, ClientError> {
+        let answer = self
+            .post_meta(node, table, "cas", req, MAX_META_RESPONSE)
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// POSTs a postcard body to `/meta/{table}/{op}`, signed with its hash.
+    async fn post_meta<T: serde::Serialize + ?Sized>(
+        &self,
+        node: SocketAddr,
+        table: Table,
+        op: &str,
+        body: &T,
+        max_body: u64,
+    ) -> Result<Answer, ClientError> {
+        let body = postcard::to_stdvec(body)
+            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode {op} body: {e}")))?;
+        let hash = auth::sha256_hex(&body);
+        self.send(
+            node,
+            Method::POST,
+            format!("/meta/{}/{op}", table.name()),
+            &[],
+            Bytes::from(body),
+            &hash,
+            max_body,
+        )
+        .await
     }
 
     /// Reads one record, tombstones included.

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod chunk;
 pub mod client;
 pub mod limits;
+pub mod merge;
 pub mod meta;
 pub mod placement;
 pub mod server;
@@ -15,4 +16,4 @@ pub mod wire;
 
 pub use client::{ClientError, NodeClient};
 pub use server::{StorageConfig, StorageNode};
-pub use wire::{ChunkId, ChunkOwner, NodeStatus, Record, Table};
+pub use wire::{CasOutcome, CasRequest, ChunkId, ChunkOwner, Expect, NodeStatus, Record, Table};

@@ -1,12 +1,13 @@
 //! Metadata records in redb: one redb table per [`Table`], keys are bytes,
-//! values are (timestamp, optional value) merged by last writer wins.
+//! values are (timestamp, optional value) merged as [`crate::merge`] says.
 
 use std::ops::Bound;
 
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
-use crate::wire::{Record, Table};
+use crate::merge;
+use crate::wire::{CasOutcome, CasRequest, Record, Table};
 
 /// A stored value: (ts, value); `None` is a tombstone.
 type Stored = (u64, Option<Vec<u8>>);
@@ -27,6 +28,32 @@ fn decode(key: &[u8], raw: &[u8]) -> anyhow::Result<Record> {
         ts,
         value,
     })
+}
+
+type RedbTable<'t> = redb::Table<'t, &'static [u8], &'static [u8]>;
+
+fn read(t: &RedbTable<'_>, key: &[u8]) -> anyhow::Result<Option<Record>> {
+    match t.get(key)? {
+        Some(raw) => Ok(Some(decode(key, raw.value())?)),
+        None => Ok(None),
+    }
+}
+
+/// Merges `incoming` into the stored copy; returns the new record when it
+/// changed what is stored.
+fn store(
+    t: &mut RedbTable<'_>,
+    table: Table,
+    current: Option<Record>,
+    incoming: &Record,
+) -> anyhow::Result<Option<Record>> {
+    let merged = merge::merge_into(table, current.clone(), incoming);
+    if current.as_ref() == Some(&merged) {
+        return Ok(None);
+    }
+    let stored = postcard::to_stdvec(&(merged.ts, &merged.value))?;
+    t.insert(merged.key.as_slice(), stored.as_slice())?;
+    Ok(Some(merged))
 }
 
 impl MetaStore {
@@ -50,20 +77,44 @@ impl MetaStore {
         {
             let mut t = txn.open_table(definition(table))?;
             for record in records {
-                let current = match t.get(record.key.as_slice())? {
-                    Some(raw) => Some(decode(&record.key, raw.value())?),
-                    None => None,
-                };
-                if current.is_some_and(|c| !record.wins_over(&c)) {
-                    continue;
+                let current = read(&t, &record.key)?;
+                if store(&mut t, table, current, record)?.is_some() {
+                    changed += 1;
                 }
-                let stored = postcard::to_stdvec(&(record.ts, &record.value))?;
-                t.insert(record.key.as_slice(), stored.as_slice())?;
-                changed += 1;
             }
         }
         txn.commit()?;
         Ok(changed)
+    }
+
+    /// A conditional write of an object record, atomic on this node: in one
+    /// write transaction (redb runs one at a time, which serialises
+    /// conditional writes per key) the stored copy is merged with what the
+    /// caller saw, the expectation is checked, and `write` is merged in.
+    pub fn cas(&self, table: Table, req: &CasRequest) -> anyhow::Result<CasOutcome> {
+        let key = &req.write.key;
+        anyhow::ensure!(
+            req.seen.as_ref().is_none_or(|s| &s.key == key),
+            "cas: seen and write name different keys"
+        );
+        let txn = self.db.begin_write()?;
+        let outcome = {
+            let mut t = txn.open_table(definition(table))?;
+            let mut current = read(&t, key)?;
+            if let Some(seen) = &req.seen {
+                current = Some(merge::merge_into(table, current, seen));
+            }
+            match merge::check_expect(&req.expect, current.as_ref()) {
+                Err(current_etag) => CasOutcome::Refused { current_etag },
+                Ok(()) => {
+                    let written = merge::merge_into(table, current.clone(), &req.write);
+                    store(&mut t, table, current, &written)?;
+                    CasOutcome::Written(written)
+                }
+            }
+        };
+        txn.commit()?;
+        Ok(outcome)
     }
 
     pub fn get(&self, table: Table, key: &[u8]) -> anyhow::Result<Option<Record>> {

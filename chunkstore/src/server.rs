@@ -8,6 +8,7 @@
 //! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk; 404; 409 corrupt; 416 bad range |
 //! | `DELETE /chunks/{id}` | 204 (also when missing) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
+//! | `POST /meta/objects/cas` body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
 //! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
 //! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>` |
 //! | `GET /status` | 200 postcard [`NodeStatus`] |
@@ -43,7 +44,7 @@ use crate::limits::{
     MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
-use crate::wire::{self, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+use crate::wire::{self, CasOutcome, CasRequest, ChunkId, ChunkOwner, NodeStatus, Record, Table};
 
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
@@ -320,6 +321,7 @@ enum Route {
     GetChunk(ChunkId),
     DeleteChunk(ChunkId),
     MetaMerge(Table),
+    MetaCas(Table),
     MetaGet(Table),
     MetaScan(Table),
     Status,
@@ -329,7 +331,7 @@ impl Route {
     fn body_limit(&self) -> u64 {
         match self {
             Route::PutChunk(_) => MAX_CHUNK_SIZE,
-            Route::MetaMerge(_) => MAX_META_BODY,
+            Route::MetaMerge(_) | Route::MetaCas(_) => MAX_META_BODY,
             _ => MAX_EMPTY_BODY,
         }
     }
@@ -355,9 +357,14 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
             let table = Table::from_name(table).ok_or_else(not_found)?;
             match (*op, method) {
                 ("merge", &Method::POST) => Ok(Route::MetaMerge(table)),
+                ("cas", &Method::POST) if table == Table::Objects => Ok(Route::MetaCas(table)),
+                ("cas", &Method::POST) => Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "conditions are defined on object records only",
+                )),
                 ("get", &Method::GET) => Ok(Route::MetaGet(table)),
                 ("scan", &Method::GET) => Ok(Route::MetaScan(table)),
-                ("merge" | "get" | "scan", _) => Err(bad_method()),
+                ("merge" | "get" | "scan" | "cas", _) => Err(bad_method()),
                 _ => Err(not_found()),
             }
         }
@@ -415,6 +422,13 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             let meta = state.meta.clone();
             blocking_meta(move || meta.merge(table, &records)).await?;
             Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::MetaCas(table) => {
+            let req: CasRequest = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad cas request: {e}")))?;
+            let meta = state.meta.clone();
+            let outcome: CasOutcome = blocking_meta(move || meta.cas(table, &req)).await?;
+            Ok(postcard_body(&outcome))
         }
         Route::MetaGet(table) => {
             let key = query.hex("key")?.ok_or_else(|| missing("key"))?;

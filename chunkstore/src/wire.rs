@@ -41,7 +41,8 @@ pub struct ChunkOwner {
 }
 
 /// The metadata tables a storage node keeps. Every table is a sorted map of
-/// byte keys to [`Record`]s merged by last writer wins.
+/// byte keys to [`Record`]s, merged as [`crate::merge`] says (last writer
+/// wins, except object records).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Table {
     Buckets,
@@ -93,6 +94,35 @@ impl Record {
     pub fn wins_over(&self, other: &Record) -> bool {
         (self.ts, &self.value) > (other.ts, &other.value)
     }
+}
+
+/// What a conditional write expects of an object's current version.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Expect {
+    /// No current version, or the current one is a delete marker.
+    Absent,
+    /// The current version is not a delete marker and has this ETag.
+    ETag(String),
+}
+
+/// Body of `POST /meta/{table}/cas`: check `expect` and merge `write`, in
+/// one transaction on the partition's primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CasRequest {
+    pub expect: Expect,
+    /// The record as the caller read it at quorum; merged in first, so the
+    /// check is never made on a copy staler than what the caller saw.
+    pub seen: Option<Record>,
+    pub write: Record,
+}
+
+/// Answer of `POST /meta/{table}/cas`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum CasOutcome {
+    /// The expectation held; this is the record now stored.
+    Written(Record),
+    /// It did not; nothing was written. The current ETag, if any object is current.
+    Refused { current_etag: Option<String> },
 }
 
 /// What `GET /status` answers.

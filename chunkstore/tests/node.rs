@@ -9,7 +9,8 @@ use bytes::Bytes;
 use chunkstore::auth;
 use chunkstore::limits::MAX_CHUNK_SIZE;
 use chunkstore::{
-    ChunkId, ChunkOwner, ClientError, NodeClient, Record, StorageConfig, StorageNode, Table,
+    CasOutcome, CasRequest, ChunkId, ChunkOwner, ClientError, Expect, NodeClient, Record,
+    StorageConfig, StorageNode, Table,
 };
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -600,6 +601,104 @@ async fn unreachable_node_is_reported_as_unreachable() {
             client.status(addr).await,
             Err(ClientError::Unreachable(a, _)) if a == addr
         ));
+    })
+    .await;
+}
+
+/// An object record as gateways write it: one version with an ETag.
+fn object_version(key: &str, id: &str, ts: u64, etag: &str) -> Record {
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        etag: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Version<'a> {
+        version_id: &'a str,
+        ts: u64,
+        data: Option<Data<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Object<'a> {
+        versions: Vec<Version<'a>>,
+    }
+    let value = Object {
+        versions: vec![Version {
+            version_id: id,
+            ts,
+            data: Some(Data { etag }),
+        }],
+    };
+    Record {
+        key: key.as_bytes().to_vec(),
+        ts,
+        value: Some(rmp_serde::to_vec_named(&value).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
+    bounded(async {
+        let dir = tempfile::tempdir().unwrap();
+        let node = start(dir.path()).await;
+        let addr = node.http_addr();
+        let mut tasks = Vec::new();
+        for n in 0..10u64 {
+            // One client each, as if from ten gateways.
+            let client = NodeClient::new(SECRET);
+            tasks.push(tokio::spawn(async move {
+                let req = CasRequest {
+                    expect: Expect::Absent,
+                    seen: None,
+                    write: object_version("k", "null", 100 + n, &format!("etag{n}")),
+                };
+                client.meta_cas(addr, Table::Objects, &req).await.unwrap()
+            }));
+        }
+        let mut written = 0;
+        for t in tasks {
+            match t.await.unwrap() {
+                CasOutcome::Written(_) => written += 1,
+                CasOutcome::Refused { current_etag } => assert!(current_etag.is_some()),
+            }
+        }
+        assert_eq!(written, 1);
+
+        let client = NodeClient::new(SECRET);
+        let stored = client.meta_get(addr, Table::Objects, b"k").await.unwrap();
+        let etag = match client
+            .meta_cas(
+                addr,
+                Table::Objects,
+                &CasRequest {
+                    expect: Expect::Absent,
+                    seen: None,
+                    write: object_version("k", "null", 1000, "late"),
+                },
+            )
+            .await
+            .unwrap()
+        {
+            CasOutcome::Refused { current_etag } => current_etag.unwrap(),
+            other => panic!("a second create went through: {other:?}"),
+        };
+        // If-Match on the current ETag replaces it.
+        let replace = CasRequest {
+            expect: Expect::ETag(etag),
+            seen: stored,
+            write: object_version("k", "null", 2000, "replaced"),
+        };
+        let outcome = client
+            .meta_cas(addr, Table::Objects, &replace)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CasOutcome::Written(_)), "{outcome:?}");
+        // Conditions are defined on object records only.
+        let err = client
+            .meta_cas(addr, Table::Buckets, &replace)
+            .await
+            .unwrap_err();
+        assert!(matches!(err, ClientError::Status(_, 400, _)), "{err}");
+        node.shutdown().await;
     })
     .await;
 }

@@ -58,7 +58,9 @@ def server():
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(binary), "server", "--data-dir", os.path.join(work, "data"),
-             "--s3-addr", endpoint.removeprefix("http://")],
+             "--s3-addr", endpoint.removeprefix("http://"),
+             # Any free port: the default 9001 may be taken by another server.
+             "--admin-addr", "127.0.0.1:0"],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     try:

@@ -13,6 +13,7 @@ use futures::{Stream, StreamExt};
 use md5::{Digest, Md5};
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
+use crate::checksum::{Algorithm, Hasher};
 use crate::cluster::{Cluster, NodeRef};
 use crate::limits::{MAX_PLACEMENT_ATTEMPTS, READ_AHEAD, REPLICAS, WRITE_WINDOW};
 use crate::model::ChunkRef;
@@ -22,6 +23,8 @@ pub struct Written {
     pub chunks: Vec<ChunkRef>,
     pub size: u64,
     pub md5: [u8; 16],
+    /// The checksums asked of [`DataPath::write`], by name, base64.
+    pub checksums: Vec<(String, String)>,
 }
 
 #[derive(Clone)]
@@ -52,15 +55,23 @@ impl DataPath {
         Ok(())
     }
 
-    /// Stores a body. Every chunk is durable on three nodes when this returns
-    /// Ok; on any error the chunks written so far are deleted.
-    pub async fn write<S>(&self, mut body: S, owner: ChunkOwner, max_size: u64) -> S3Result<Written>
+    /// Stores a body, computing MD5 and the `checksums` asked for as it
+    /// streams. Every chunk is durable on three nodes when this returns Ok;
+    /// on any error the chunks written so far are deleted.
+    pub async fn write<S>(
+        &self,
+        mut body: S,
+        owner: ChunkOwner,
+        max_size: u64,
+        checksums: &[Algorithm],
+    ) -> S3Result<Written>
     where
         S: Stream<Item = Result<Bytes, BoxError>> + Unpin,
     {
         self.check_writable()?;
         let owner = Arc::new(owner);
         let mut md5 = Md5::new();
+        let mut hasher = Hasher::new(checksums);
         let mut size: u64 = 0;
         let mut buf = BytesMut::new();
         let mut pending = FuturesOrdered::new();
@@ -81,6 +92,7 @@ impl DataPath {
                     ));
                 }
                 md5.update(&piece);
+                hasher.update(&piece);
                 let mut piece = piece;
                 while !piece.is_empty() {
                     let take = (self.chunk_size - buf.len()).min(piece.len());
@@ -111,6 +123,7 @@ impl DataPath {
                 chunks: done,
                 size,
                 md5: md5.finalize().into(),
+                checksums: hasher.finalize(),
             }),
             Err(e) => {
                 // Chunks still in flight finish or fail on their own; the ones

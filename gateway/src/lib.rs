@@ -3,9 +3,14 @@
 //! and streams object data as chunks to and from three storage nodes each.
 //! It holds no durable state of its own; run as many as you like.
 
+pub mod admin;
+mod cache;
+pub mod checksum;
 pub mod cluster;
 pub mod data;
 pub mod hlc;
+mod keys;
+pub mod lifecycle;
 pub mod limits;
 pub mod model;
 mod s3;

@@ -53,3 +53,53 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
 /// How often the gateway refreshes the layout from storage nodes.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);
+
+/// Tags per object and per bucket, and tag key / value lengths in UTF-16
+/// code units (S3's own limits; S3 counts UTF-16 positions).
+pub const MAX_OBJECT_TAGS: usize = 10;
+pub const MAX_BUCKET_TAGS: usize = 50;
+pub const MAX_TAG_KEY_LEN: usize = 128;
+pub const MAX_TAG_VALUE_LEN: usize = 256;
+
+/// CORS rules per bucket (S3's own limit).
+pub const MAX_CORS_RULES: usize = 100;
+
+/// Lifecycle rules per bucket (S3's own limit).
+pub const MAX_LIFECYCLE_RULES: usize = 1000;
+
+/// Rule IDs (CORS and lifecycle) are at most this long (S3's own limit).
+pub const MAX_RULE_ID_LEN: usize = 255;
+
+/// How long a gateway answers CORS from the bucket rules it read last: a
+/// browser request then costs no quorum read, and another gateway's change
+/// shows within this time (this gateway's own changes show at once).
+pub const CORS_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Buckets whose CORS rules one gateway keeps cached.
+pub const CORS_CACHE_ENTRIES: usize = 1024;
+
+/// Time between lifecycle passes by default. S3 itself applies lifecycle
+/// rules about once a day; a shorter interval only makes expiry less late.
+pub const LIFECYCLE_INTERVAL: Duration = Duration::from_secs(10 * 60);
+
+/// Object and upload records one lifecycle pass looks at, at most; the next
+/// pass goes on where this one stopped, so a big bucket is covered over
+/// several passes and one pass never holds a gateway busy for long.
+pub const LIFECYCLE_RECORDS_PER_PASS: usize = 20_000;
+
+/// How long a gateway trusts an access key it looked up: a key deleted
+/// through another gateway stops working within this time, and a client
+/// does not cost a quorum read per request.
+pub const KEY_CACHE_TTL: Duration = Duration::from_secs(5);
+
+/// Access keys (known or unknown) one gateway keeps cached.
+pub const KEY_CACHE_ENTRIES: usize = 1024;
+
+/// Longest access key looked up; longer ones are refused unread.
+pub const MAX_ACCESS_KEY_LEN: usize = 128;
+
+/// Longest name of an access key.
+pub const MAX_KEY_NAME_LEN: usize = 128;
+
+/// Largest admin API request body (they are small JSON documents).
+pub const MAX_ADMIN_BODY: usize = 64 * 1024;

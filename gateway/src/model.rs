@@ -7,6 +7,7 @@ use chunkstore::ChunkId;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 
+use crate::checksum::UploadChecksum;
 use crate::limits::{PARTITIONS, SYSTEM_PARTITION};
 use chunkstore::placement::stable_hash;
 
@@ -20,13 +21,166 @@ pub struct BucketRecord {
     pub created_ms: u64,
     /// Access key of the owner.
     pub owner: String,
+    /// PutBucketVersioning state; a bucket is never versioned until asked.
+    #[serde(default)]
+    pub versioning: Versioning,
+    /// Bucket tags (PutBucketTagging), in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// CORS rules (PutBucketCors); None when the bucket has no configuration.
+    #[serde(default)]
+    pub cors: Option<Vec<CorsRule>>,
+    /// Lifecycle rules (PutBucketLifecycleConfiguration); None when unset.
+    #[serde(default)]
+    pub lifecycle: Option<Vec<LifecycleRule>>,
+    /// Canned ACL `public-read`: anyone may list the bucket and read its objects.
+    #[serde(default)]
+    pub public_read: bool,
+}
+
+/// `keys` table, system partition, key = access key. The root key is not
+/// stored: it comes from the operator and may do everything.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct KeyRecord {
+    pub access_key: String,
+    /// Stored as is: verifying SigV4 needs the secret itself.
+    pub secret: String,
+    pub name: String,
+    pub created_ms: u64,
+    #[serde(default)]
+    pub allow_create_bucket: bool,
+    /// Permissions on buckets this key did not create (creators own theirs).
+    #[serde(default)]
+    pub grants: Vec<BucketGrant>,
+}
+
+/// Without the secret, so that no log line can show it.
+impl std::fmt::Debug for KeyRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KeyRecord")
+            .field("access_key", &self.access_key)
+            .field("name", &self.name)
+            .field("allow_create_bucket", &self.allow_create_bucket)
+            .field("grants", &self.grants)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a key may do on one bucket, by bucket id: a bucket deleted and
+/// created again under the same name does not inherit the old grants.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketGrant {
+    pub bucket_id: BucketId,
+    /// The bucket's name when the grant was made, for display.
+    pub bucket: String,
+    pub read: bool,
+    pub write: bool,
+    pub owner: bool,
+}
+
+/// One CORS rule of a bucket, as S3 defines it.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CorsRule {
+    #[serde(default)]
+    pub id: Option<String>,
+    pub allowed_origins: Vec<String>,
+    pub allowed_methods: Vec<String>,
+    #[serde(default)]
+    pub allowed_headers: Vec<String>,
+    #[serde(default)]
+    pub expose_headers: Vec<String>,
+    #[serde(default)]
+    pub max_age_seconds: Option<i32>,
+}
+
+/// One lifecycle rule of a bucket. Ages are in days (see
+/// `lifecycle::LifecycleConfig::day`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleRule {
+    pub id: String,
+    pub enabled: bool,
+    #[serde(default)]
+    pub filter: LifecycleFilter,
+    #[serde(default)]
+    pub expiration_days: Option<u32>,
+    /// Expire everything matching from this moment on (ms since the epoch).
+    #[serde(default)]
+    pub expiration_date_ms: Option<u64>,
+    #[serde(default)]
+    pub expired_object_delete_marker: bool,
+    #[serde(default)]
+    pub noncurrent_days: Option<u32>,
+    #[serde(default)]
+    pub abort_upload_days: Option<u32>,
+}
+
+/// Which objects a lifecycle rule applies to: all conditions must hold.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LifecycleFilter {
+    #[serde(default)]
+    pub prefix: String,
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    #[serde(default)]
+    pub size_greater_than: Option<i64>,
+    #[serde(default)]
+    pub size_less_than: Option<i64>,
+    /// The rule used the legacy top-level `<Prefix>` instead of `<Filter>`;
+    /// kept so GetBucketLifecycleConfiguration answers the same shape.
+    #[serde(default)]
+    pub legacy_prefix: bool,
+}
+
+/// A bucket's versioning state. Once enabled it can only be suspended.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Versioning {
+    #[default]
+    Unversioned,
+    Enabled,
+    Suspended,
+}
+
+impl Versioning {
+    /// The id a new version gets: a fresh one when enabled, else `null`.
+    pub fn new_version_id(self, ts: u64) -> String {
+        match self {
+            Versioning::Enabled => new_version_id(ts),
+            _ => NULL_VERSION.to_string(),
+        }
+    }
+
+    /// The version id S3 reports in `x-amz-version-id` (none when unversioned).
+    pub fn label(self, version_id: &str) -> Option<String> {
+        (self != Versioning::Unversioned).then(|| version_id.to_string())
+    }
+}
+
+/// The version id of objects written while versioning is off or suspended.
+pub const NULL_VERSION: &str = "null";
+
+/// A unique version id that sorts by the time it was made: the HLC
+/// timestamp, then random bits, in URL-safe hex.
+pub fn new_version_id(ts: u64) -> String {
+    format!("{ts:016x}{}", hex::encode(rand::random::<[u8; 8]>()))
 }
 
 /// `objects` table: one record per key, holding its versions oldest first.
-/// Without versioning there is one version, `null`.
+/// Without versioning there is one version, `null`. Replicas merge these
+/// records as a union of versions (see `chunkstore::merge`, which reads the
+/// field names `versions`, `purged`, `version_id`, `ts`, `updated_ts`,
+/// `data` and `etag`), so a write sends only what it adds.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ObjectRecord {
     pub versions: Vec<ObjectVersion>,
+    /// Deleted versions: a version with this id and a ts up to this one is gone.
+    #[serde(default)]
+    pub purged: Vec<Purged>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Purged {
+    pub version_id: String,
+    pub ts: u64,
 }
 
 impl ObjectRecord {
@@ -38,6 +192,10 @@ impl ObjectRecord {
     pub fn current_data(&self) -> Option<&ObjectVersion> {
         self.current().filter(|v| v.data.is_some())
     }
+
+    pub fn version(&self, version_id: &str) -> Option<&ObjectVersion> {
+        self.versions.iter().find(|v| v.version_id == version_id)
+    }
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -48,6 +206,10 @@ pub struct ObjectVersion {
     pub last_modified_ms: u64,
     /// None for a delete marker.
     pub data: Option<ObjectData>,
+    /// HLC timestamp of the last change to this version's mutable fields
+    /// (tags); 0 if never changed. Replicas keep the copy with the newest.
+    #[serde(default)]
+    pub updated_ts: u64,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,13 +224,20 @@ pub struct ObjectData {
     /// `x-amz-meta-*` without the prefix.
     #[serde(default)]
     pub user_meta: Vec<(String, String)>,
-    /// Client checksums by algorithm name (`crc32`, `sha256`, ...), base64.
+    /// Checksums by algorithm name (`crc32`, `sha256`, ...), base64; a
+    /// multipart COMPOSITE value ends in `-N` (see `checksum`).
     #[serde(default)]
     pub checksums: Vec<(String, String)>,
     /// Sizes of the multipart parts in order; empty for a single PUT.
     #[serde(default)]
     pub part_sizes: Vec<u64>,
     pub chunks: Vec<ChunkRef>,
+    /// Object tags, in the order given.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// Canned ACL `public-read`: anyone may read this object.
+    #[serde(default)]
+    pub public_read: bool,
 }
 
 /// One chunk of an object and the nodes that hold its copies.
@@ -91,6 +260,16 @@ pub struct UploadRecord {
     pub headers: Vec<(String, String)>,
     #[serde(default)]
     pub user_meta: Vec<(String, String)>,
+    /// Tags from `x-amz-tagging`, given to the object on completion.
+    #[serde(default)]
+    pub tags: Vec<(String, String)>,
+    /// Checksum the object gets on completion (CreateMultipartUpload's
+    /// ChecksumAlgorithm and ChecksumType); None without one.
+    #[serde(default)]
+    pub checksum: Option<UploadChecksum>,
+    /// Canned ACL `public-read` asked for at creation, for the completed object.
+    #[serde(default)]
+    pub public_read: bool,
 }
 
 /// `parts` table: one record per uploaded part.
@@ -101,6 +280,9 @@ pub struct PartRecord {
     pub size: u64,
     pub last_modified_ms: u64,
     pub chunks: Vec<ChunkRef>,
+    /// Checksums of the part's body by algorithm name, base64 (as in ObjectData).
+    #[serde(default)]
+    pub checksums: Vec<(String, String)>,
 }
 
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
@@ -141,6 +323,16 @@ pub fn bucket_range() -> (Vec<u8>, Vec<u8>) {
         SYSTEM_PARTITION.to_be_bytes().to_vec(),
         (SYSTEM_PARTITION + 1).to_be_bytes().to_vec(),
     )
+}
+
+/// Key of an access key's record in the `keys` table.
+pub fn access_key_key(access_key: &str) -> Vec<u8> {
+    prefixed(SYSTEM_PARTITION, &[access_key.as_bytes()])
+}
+
+/// All access key records: the system partition's range of the `keys` table.
+pub fn access_key_range() -> (Vec<u8>, Vec<u8>) {
+    bucket_range()
 }
 
 /// Key of an object record; objects of a bucket sort by key bytes, as S3 lists them.

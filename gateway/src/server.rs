@@ -18,6 +18,8 @@ use tokio::task::JoinHandle;
 use crate::cluster::Cluster;
 use crate::data::DataPath;
 use crate::hlc::Hlc;
+use crate::keys::KeyStore;
+use crate::lifecycle::LifecycleConfig;
 use crate::limits::MAX_POST_OBJECT_SIZE;
 use crate::s3::Gateway;
 use crate::table::Tables;
@@ -34,10 +36,17 @@ pub struct GatewayConfig {
     /// Base domains for virtual-hosted-style requests (`bucket.DOMAIN`);
     /// any other Host is served path-style.
     pub domains: Vec<String>,
+    /// Where to serve the admin API (None: not at all); port 0 picks one.
+    pub admin_addr: Option<SocketAddr>,
+    /// Bearer token the admin API requires; needed with `admin_addr`.
+    pub admin_token: Option<String>,
+    /// When the lifecycle worker runs, and how long its "day" is.
+    pub lifecycle: LifecycleConfig,
 }
 
 pub struct RunningGateway {
     addr: SocketAddr,
+    admin_addr: Option<SocketAddr>,
     cluster: Arc<Cluster>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
@@ -47,6 +56,11 @@ impl RunningGateway {
     /// The S3 address actually bound.
     pub fn addr(&self) -> SocketAddr {
         self.addr
+    }
+
+    /// The admin API address actually bound, if it is served.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin_addr
     }
 
     pub fn cluster(&self) -> Arc<Cluster> {
@@ -86,27 +100,38 @@ pub async fn start(
     let cluster = Cluster::new(membership, client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);
-    let gateway = Gateway::new(tables, data, &config);
+    let keys = Arc::new(KeyStore::new(tables.clone()));
+    let gateway = Gateway::new(tables, data, keys.clone(), &config);
+    let admin = match (config.admin_addr, &config.admin_token) {
+        (Some(addr), Some(token)) => Some((crate::admin::bind(addr).await?, token.clone())),
+        (Some(_), None) => anyhow::bail!("the admin API needs a token (admin_token)"),
+        (None, _) => None,
+    };
 
-    let mut builder = S3ServiceBuilder::new(gateway);
+    let mut builder = S3ServiceBuilder::new(gateway.clone());
     let mut s3_config = s3s::config::S3Config::default();
     s3_config.post_object_max_file_size = MAX_POST_OBJECT_SIZE;
     builder.set_config(Arc::new(s3s::config::StaticConfigProvider::new(Arc::new(
         s3_config,
     ))));
-    builder.set_auth(RootAuth {
-        access_key: config.root_access_key.clone(),
-        secret_key: config.root_secret_key.clone(),
+    builder.set_auth(KeyAuth {
+        root_access_key: config.root_access_key.clone(),
+        root_secret_key: config.root_secret_key.clone(),
+        keys: keys.clone(),
     });
+    builder.set_access(gateway.access());
     let listener = TcpListener::bind(config.s3_addr)
         .await
         .map_err(|e| anyhow::anyhow!("cannot listen for S3 on {}: {e}", config.s3_addr))?;
     let addr = listener.local_addr()?;
-    builder.set_host(Domains::new(&config.domains, addr.port()));
+    let domains = Arc::new(Domains::new(&config.domains, addr.port()));
+    builder.set_host(Domains::clone(&domains));
     let service = builder.build();
+    let http_gateway = gateway.clone();
 
     let (stop, mut stopped) = watch::channel(false);
     let layout_task = tokio::spawn(cluster.clone().maintain_layout());
+    let lifecycle_task = tokio::spawn(gateway.lifecycle_worker(config.lifecycle.clone()));
     let accept_task = tokio::spawn(async move {
         let conn_builder = ConnBuilder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -125,9 +150,26 @@ pub async fn start(
                     // client's delayed ACK (about 40 ms).
                     let _ = socket.set_nodelay(true);
                     let service = service.clone();
+                    let gateway = http_gateway.clone();
+                    let domains = domains.clone();
                     let handler = hyper::service::service_fn(move |req| {
                         let service = service.clone();
+                        let gateway = gateway.clone();
+                        let domains = domains.clone();
                         async move {
+                            // CORS is answered around s3s, which routes no OPTIONS.
+                            let bucket = domains.request_bucket(&req);
+                            if req.method() == http::Method::OPTIONS
+                                && let Some(bucket) = &bucket
+                            {
+                                return Ok(gateway.preflight(bucket, req.headers()).await);
+                            }
+                            let origin = req
+                                .headers()
+                                .get(http::header::ORIGIN)
+                                .and_then(|o| o.to_str().ok())
+                                .map(str::to_string);
+                            let cors = bucket.zip(origin).map(|(b, o)| (b, o, req.method().clone()));
                             let early_answer = expects_continue_without_body(&req);
                             let mut response = hyper::service::Service::call(&service, req).await?;
                             if early_answer {
@@ -135,6 +177,11 @@ pub async fn start(
                                     http::header::CONNECTION,
                                     http::HeaderValue::from_static("close"),
                                 );
+                            }
+                            if let Some((bucket, origin, method)) = cors {
+                                gateway
+                                    .add_cors_headers(&bucket, &origin, &method, response.headers_mut())
+                                    .await;
                             }
                             Ok::<_, s3s::HttpError>(response)
                         }
@@ -160,18 +207,27 @@ pub async fn start(
             tracing::warn!("S3 connections still open after 5 s; closing them");
         }
     });
-    let layout_stop = {
+    let background_stop = {
         let mut stopped = stop.subscribe();
         tokio::spawn(async move {
             let _ = stopped.changed().await;
             layout_task.abort();
+            lifecycle_task.abort();
         })
     };
+    let mut tasks = vec![accept_task, background_stop];
+    let mut admin_addr = None;
+    if let Some((listener, token)) = admin {
+        admin_addr = Some(listener.local_addr()?);
+        let stopped = stop.subscribe();
+        tasks.push(crate::admin::serve(listener, token, keys, gateway, stopped));
+    }
     Ok(RunningGateway {
         addr,
+        admin_addr,
         cluster,
         stop,
-        tasks: vec![accept_task, layout_stop],
+        tasks,
     })
 }
 
@@ -190,19 +246,22 @@ fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
     expects && empty
 }
 
-/// The root key, given by the operator.
-struct RootAuth {
-    access_key: String,
-    secret_key: String,
+/// The root key, given by the operator, and the keys in the `keys` table.
+struct KeyAuth {
+    root_access_key: String,
+    root_secret_key: String,
+    keys: Arc<KeyStore>,
 }
 
 #[async_trait::async_trait]
-impl S3Auth for RootAuth {
+impl S3Auth for KeyAuth {
     async fn get_secret_key(&self, access_key: &str) -> S3Result<SecretKey> {
-        if access_key == self.access_key {
-            Ok(SecretKey::from(self.secret_key.as_str()))
-        } else {
-            Err(s3_error!(InvalidAccessKeyId))
+        if access_key == self.root_access_key {
+            return Ok(SecretKey::from(self.root_secret_key.as_str()));
+        }
+        match self.keys.get(access_key).await? {
+            Some(key) => Ok(SecretKey::from(key.secret.as_str())),
+            None => Err(s3_error!(InvalidAccessKeyId)),
         }
     }
 }
@@ -210,6 +269,7 @@ impl S3Auth for RootAuth {
 /// Virtual-hosted-style for the configured base domains (with or without
 /// the port); path-style for every other Host, so that a client reaching us
 /// under a name we were not told about is not mistaken for a bucket.
+#[derive(Clone)]
 struct Domains {
     domains: Vec<String>,
 }
@@ -226,6 +286,26 @@ impl Domains {
             all.push(d);
         }
         Domains { domains: all }
+    }
+}
+
+impl Domains {
+    /// The bucket a request addresses, as s3s will see it: from a Host
+    /// under a base domain, else the first path segment.
+    fn request_bucket<B>(&self, req: &http::Request<B>) -> Option<String> {
+        let host = req
+            .headers()
+            .get(http::header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .or_else(|| req.uri().host());
+        if let Some(host) = host
+            && let Ok(vh) = self.parse_host_header(host)
+            && let Some(bucket) = vh.bucket()
+        {
+            return Some(bucket.to_string());
+        }
+        let first = req.uri().path().trim_start_matches('/').split('/').next()?;
+        (!first.is_empty()).then(|| first.to_string())
     }
 }
 

@@ -1,6 +1,8 @@
 //! Replicated metadata tables: one generic layer that every table uses.
 //! A record lives on the three replicas of its partition; writes succeed at
-//! two acknowledgements, reads ask two and repair a stale replica.
+//! two acknowledgements, reads ask two, merge their answers (per table, see
+//! `chunkstore::merge`) and repair a stale replica. Conditional writes go
+//! through the partition's primary.
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -8,7 +10,8 @@ use std::sync::Arc;
 use std::future::Future;
 use std::net::SocketAddr;
 
-use chunkstore::{ClientError, NodeClient, Record, Table};
+use chunkstore::merge::merge;
+use chunkstore::{CasOutcome, CasRequest, ClientError, NodeClient, Record, Table};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
@@ -54,6 +57,28 @@ impl Tables {
         Ok(ts)
     }
 
+    /// Replaces a record read earlier (a tombstone when `value` is None) at
+    /// the timestamp just after the one read, so that any write made since
+    /// the read wins over this one: an update of some fields of a
+    /// last-writer-wins record (a bucket's tags or configurations) never
+    /// undoes a concurrent delete or re-create. Two such updates of the same
+    /// read race, and one of them is lost; compare-and-set through the
+    /// partition's primary is the complete answer.
+    pub async fn rewrite(
+        &self,
+        table: Table,
+        partition: u16,
+        read: &Record,
+        value: Option<Vec<u8>>,
+    ) -> S3Result<()> {
+        let record = Record {
+            key: read.key.clone(),
+            ts: read.ts + 1,
+            value,
+        };
+        self.put_records(table, partition, vec![record]).await
+    }
+
     /// Writes records of one partition to all its replicas; returns once a
     /// quorum has them durably. The slower replicas finish in the background.
     pub async fn put_records(
@@ -62,13 +87,72 @@ impl Tables {
         partition: u16,
         records: Vec<Record>,
     ) -> S3Result<()> {
+        self.replicate(table, partition, records, None, QUORUM)
+            .await
+    }
+
+    /// A conditional write. It is checked and written on the partition's
+    /// primary (the first live replica in layout order), whose one write
+    /// transaction at a time serialises conditional writes of a key; the
+    /// written record then goes to the other replicas, and this returns once
+    /// a quorum (the primary included) holds it.
+    pub async fn cas(&self, table: Table, partition: u16, req: CasRequest) -> S3Result<CasOutcome> {
         let nodes = self.cluster.partition_nodes(partition);
-        if nodes.len() < QUORUM {
+        let Some((id, addr, true)) = nodes.into_iter().next() else {
+            return Err(s3_error!(
+                ServiceUnavailable,
+                "metadata partition {partition} has no live replica"
+            ));
+        };
+        let outcome = {
+            let _guard = self.cluster.track(&id);
+            self.cluster
+                .client()
+                .meta_cas(addr, table, &req)
+                .await
+                .map_err(|e| {
+                    s3_error!(ServiceUnavailable, "conditional write on {id} failed: {e}")
+                })?
+        };
+        if let CasOutcome::Written(record) = &outcome {
+            self.hlc.observe(record.ts);
+            self.replicate(
+                table,
+                partition,
+                vec![record.clone()],
+                Some(&id),
+                QUORUM - 1,
+            )
+            .await?;
+        }
+        Ok(outcome)
+    }
+
+    /// Writes records to the replicas of a partition but `skip`, and returns
+    /// once `needed` of them have them durably.
+    async fn replicate(
+        &self,
+        table: Table,
+        partition: u16,
+        records: Vec<Record>,
+        skip: Option<&str>,
+        needed: usize,
+    ) -> S3Result<()> {
+        let nodes: Vec<_> = self
+            .cluster
+            .partition_nodes(partition)
+            .into_iter()
+            .filter(|(id, _, _)| Some(id.as_str()) != skip)
+            .collect();
+        if nodes.len() < needed {
             return Err(s3_error!(
                 ServiceUnavailable,
                 "metadata partition {partition} has {} reachable replicas",
                 nodes.len()
             ));
+        }
+        if needed == 0 {
+            return Ok(());
         }
         let records = Arc::new(records);
         let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len());
@@ -90,33 +174,34 @@ impl Tables {
         while let Some(ok) = rx.recv().await {
             if ok {
                 acks += 1;
-                if acks >= QUORUM {
+                if acks >= needed {
                     return Ok(());
                 }
             }
         }
         Err(s3_error!(
             ServiceUnavailable,
-            "metadata write reached {acks} of {QUORUM} replicas needed"
+            "metadata write reached {acks} of {needed} replicas needed"
         ))
     }
 
-    /// Reads a record at quorum; the newest answer wins and stale replicas
-    /// are repaired in the background. Tombstones come back as `None`.
+    /// Reads a record at quorum; the answers are merged and replicas that
+    /// lack the merge are repaired in the background. Tombstones come back
+    /// as `None`.
     pub async fn get(&self, table: Table, partition: u16, key: &[u8]) -> S3Result<Option<Record>> {
         let answers = self
             .ask_quorum(partition, "read", |client, addr| async move {
                 client.meta_get(addr, table, key).await
             })
             .await?;
-        let newest = answers
-            .iter()
-            .filter_map(|(_, _, r)| r.as_ref())
-            .fold(None::<&Record>, |best, r| match best {
-                Some(b) if !r.wins_over(b) => Some(b),
-                _ => Some(r),
-            })
-            .cloned();
+        let newest =
+            answers
+                .iter()
+                .filter_map(|(_, _, r)| r.as_ref())
+                .fold(None::<Record>, |acc, r| match acc {
+                    Some(a) => Some(merge(table, &a, r)),
+                    None => Some(r.clone()),
+                });
         if let Some(newest) = &newest {
             self.hlc.observe(newest.ts);
             for (id, addr, record) in &answers {
@@ -158,12 +243,11 @@ impl Tables {
                 if cut.as_ref().is_some_and(|c| &r.key > c) {
                     continue;
                 }
-                match merged.get(&r.key) {
-                    Some(existing) if !r.wins_over(existing) => {}
-                    _ => {
-                        merged.insert(r.key.clone(), r.clone());
-                    }
-                }
+                let combined = match merged.get(&r.key) {
+                    Some(existing) => merge(table, existing, r),
+                    None => r.clone(),
+                };
+                merged.insert(r.key.clone(), combined);
             }
         }
         for (id, addr, records) in &answers {

@@ -11,6 +11,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use flexdrive::{Embedded, EmbeddedConfig};
+use gateway::lifecycle::LifecycleConfig;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -19,6 +20,7 @@ use sha2::{Digest, Sha256};
 pub const ACCESS_KEY: &str = "conformance-access";
 pub const SECRET_KEY: &str = "conformance-secret-key-0123456789";
 pub const REGION: &str = "us-east-1";
+pub const ADMIN_TOKEN: &str = "conformance-admin-token-0123456789";
 
 /// Fast failure detection, so tests that stop a node finish in seconds.
 const PROBE_PERIOD: Duration = Duration::from_millis(200);
@@ -37,19 +39,26 @@ impl TestCluster {
 
     pub async fn start_with_chunk_size(storage_nodes: usize, chunk_size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(dir, storage_nodes, chunk_size).await
+        TestCluster::start_in(dir, storage_nodes, chunk_size, LifecycleConfig::default()).await
+    }
+
+    /// Three storage nodes and a gateway whose lifecycle worker runs on `lifecycle`.
+    pub async fn start_with_lifecycle(lifecycle: LifecycleConfig) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_in(dir, 3, 1024 * 1024, lifecycle).await
     }
 
     /// Starts three storage nodes and a gateway again on a data dir that a
     /// stopped cluster used.
     pub async fn restart(dir: tempfile::TempDir) -> TestCluster {
-        TestCluster::start_in(dir, 3, 1024 * 1024).await
+        TestCluster::start_in(dir, 3, 1024 * 1024, LifecycleConfig::default()).await
     }
 
     async fn start_in(
         dir: tempfile::TempDir,
         storage_nodes: usize,
         chunk_size: usize,
+        lifecycle: LifecycleConfig,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -61,6 +70,9 @@ impl TestCluster {
             region: REGION.into(),
             domains: vec!["localhost".into()],
             probe_period: PROBE_PERIOD,
+            lifecycle,
+            admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+            admin_token: Some(ADMIN_TOKEN.into()),
         })
         .await
         .expect("cluster starts");
@@ -72,6 +84,11 @@ impl TestCluster {
             endpoint,
             client,
         }
+    }
+
+    /// `http://HOST:PORT` of the admin API (token [`ADMIN_TOKEN`]).
+    pub fn admin_endpoint(&self) -> String {
+        format!("http://{}", self.embedded.admin_addr().expect("admin API"))
     }
 
     pub fn node_dir(&self, index: usize) -> PathBuf {
@@ -145,6 +162,13 @@ pub fn s3_client(endpoint: &str, access_key: &str, secret_key: &str) -> Client {
         .force_path_style(true)
         .build();
     Client::from_conf(config)
+}
+
+/// Runs a test body, failing it if it takes longer than `limit`.
+pub async fn bounded(limit: Duration, test: impl std::future::Future<Output = ()>) {
+    tokio::time::timeout(limit, test)
+        .await
+        .expect("test timed out");
 }
 
 /// Deterministic pseudo-random bytes (fast, and different per seed).

@@ -4,9 +4,16 @@
 
 mod common;
 
+mod access;
 mod buckets;
+mod checksums;
+mod conditional;
+mod cors;
 mod durability;
 mod errors;
+mod lifecycle;
 mod listing;
 mod multipart;
 mod objects;
+mod tagging;
+mod versioning;

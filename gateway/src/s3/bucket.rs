@@ -6,10 +6,12 @@ use chunkstore::Table;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::access::is_public_read;
 use super::{Inner, requester};
 use crate::hlc::wall_ms;
+use crate::keys::permissions;
 use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION};
-use crate::model::{self, BucketRecord, ObjectRecord};
+use crate::model::{self, BucketRecord, ObjectRecord, Versioning};
 
 pub(crate) fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
@@ -35,11 +37,45 @@ impl Inner {
             .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))
     }
 
+    /// Changes fields of a bucket's record (tags, configurations) by read,
+    /// modify, write. Two updates of one bucket at the same moment can lose
+    /// one of them (see `Tables::rewrite`); a concurrent delete always wins.
+    pub(crate) async fn update_bucket(
+        &self,
+        name: &str,
+        change: impl FnOnce(&mut BucketRecord),
+    ) -> S3Result<BucketRecord> {
+        let key = model::bucket_key(name);
+        let read = self
+            .tables
+            .get(Table::Buckets, SYSTEM_PARTITION, &key)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
+        let mut bucket = read
+            .value
+            .as_deref()
+            .and_then(model::decode::<BucketRecord>)
+            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
+        change(&mut bucket);
+        self.tables
+            .rewrite(
+                Table::Buckets,
+                SYSTEM_PARTITION,
+                &read,
+                Some(model::encode(&bucket)),
+            )
+            .await?;
+        self.cors_cache.forget(name);
+        Ok(bucket)
+    }
+
     pub(crate) async fn list_buckets(
         &self,
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let who = requester(&req)?;
+        // Root sees every bucket; another key those it has a permission on.
+        let key = self.stored_key(&who).await?;
         let (mut start, end) = model::bucket_range();
         let mut buckets = Vec::new();
         for _ in 0..MAX_SCAN_ROUNDS {
@@ -55,6 +91,9 @@ impl Inner {
                 else {
                     continue;
                 };
+                if key.as_ref().is_some_and(|k| !permissions(k, &b).any()) {
+                    continue;
+                }
                 buckets.push(Bucket {
                     name: Some(b.name),
                     creation_date: Some(timestamp(b.created_ms)),
@@ -68,7 +107,10 @@ impl Inner {
         }
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(owner(&who)),
+            owner: Some(Owner {
+                display_name: Some(key.map_or(who.clone(), |k| k.name.clone())),
+                ..owner(&who)
+            }),
             ..Default::default()
         }))
     }
@@ -78,6 +120,7 @@ impl Inner {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let who = requester(&req)?;
+        let public_read = is_public_read(req.input.acl.as_ref().map(|a| a.as_str()));
         let name = req.input.bucket;
         if !s3s::path::check_bucket_name(&name) {
             return Err(s3_error!(InvalidBucketName, "invalid bucket name {name}"));
@@ -110,6 +153,11 @@ impl Inner {
             name: name.clone(),
             created_ms: wall_ms(),
             owner: who,
+            tags: Vec::new(),
+            cors: None,
+            lifecycle: None,
+            public_read,
+            versioning: Versioning::Unversioned,
         };
         self.tables
             .put(
@@ -176,6 +224,7 @@ impl Inner {
                 None,
             )
             .await?;
+        self.cors_cache.forget(&bucket.name);
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 

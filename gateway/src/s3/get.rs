@@ -2,14 +2,15 @@
 
 use std::ops::Range as ByteRange;
 
-use chunkstore::Table;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Inner;
 use super::bucket::timestamp;
 use super::put::parse_http_date;
-use crate::model::{self, ObjectData, ObjectRecord, ObjectVersion};
+use super::versions::pick_version;
+use crate::checksum::{self, set_checksums};
+use crate::model::{ObjectData, ObjectVersion};
 
 /// What S3 answers for an object stored without a Content-Type.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
@@ -17,6 +18,8 @@ const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";
 /// What a GET or HEAD resolved to before any byte is sent.
 struct Resolved {
     version: ObjectVersion,
+    /// `x-amz-version-id` of the answer.
+    version_label: Option<String>,
     data: ObjectData,
     range: ByteRange<u64>,
     content_range: Option<String>,
@@ -81,31 +84,33 @@ fn user_metadata(data: &ObjectData) -> Option<Metadata> {
     (!data.user_meta.is_empty()).then(|| data.user_meta.iter().cloned().collect())
 }
 
+/// The stored checksums when asked for (x-amz-checksum-mode: ENABLED) and
+/// they describe the answer: as S3, none for a Range, nor for one part of a
+/// multipart object.
+fn answer_checksums(resolved: &Resolved, mode: Option<&ChecksumMode>, ranged: bool) -> Checksum {
+    let enabled = mode.is_some_and(|m| m.as_str().eq_ignore_ascii_case(ChecksumMode::ENABLED));
+    let one_part = resolved.parts_count.is_some() && !resolved.data.part_sizes.is_empty();
+    if enabled && !ranged && !one_part {
+        checksum::to_dto(&resolved.data.checksums)
+    } else {
+        Checksum::default()
+    }
+}
+
 impl Inner {
     async fn resolve(
         &self,
         bucket: &str,
         key: &str,
+        version_id: Option<&str>,
         range: Option<Range>,
         part_number: Option<i32>,
         conditions: Conditions<'_>,
     ) -> S3Result<Resolved> {
         let bucket = self.bucket(bucket).await?;
-        let record = self
-            .tables
-            .get(
-                Table::Objects,
-                model::bucket_partition(&bucket.id),
-                &model::object_key(&bucket.id, key),
-            )
-            .await?
-            .and_then(|r| r.value)
-            .and_then(|v| model::decode::<ObjectRecord>(&v));
-        let version = record
-            .as_ref()
-            .and_then(ObjectRecord::current_data)
-            .cloned()
-            .ok_or_else(|| s3_error!(NoSuchKey, "no such key: {key}"))?;
+        let (_, record) = self.object_record(&bucket, key).await?;
+        let version = pick_version(&record, key, version_id)?;
+        let version_label = bucket.versioning.label(&version.version_id);
         let data = version.data.clone().unwrap_or_default();
         check_conditions(&conditions, &data.etag, version.last_modified_ms)?;
 
@@ -151,6 +156,7 @@ impl Inner {
         };
         Ok(Resolved {
             version,
+            version_label,
             data,
             range: byte_range,
             content_range,
@@ -163,10 +169,12 @@ impl Inner {
         req: S3Request<GetObjectInput>,
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
+        let ranged = input.range.is_some();
         let resolved = self
             .resolve(
                 &input.bucket,
                 &input.key,
+                input.version_id.as_deref(),
                 input.range,
                 input.part_number,
                 Conditions {
@@ -186,6 +194,8 @@ impl Inner {
             expires: input.response_expires,
         };
         let mut output = describe(&resolved, overrides);
+        let checksums = answer_checksums(&resolved, input.checksum_mode.as_ref(), ranged);
+        set_checksums!(output, checksums, typed);
         let body = self.data.read(resolved.data.chunks, resolved.range);
         output.body = Some(StreamingBlob::wrap(body));
         Ok(S3Response::new(output))
@@ -196,10 +206,12 @@ impl Inner {
         req: S3Request<HeadObjectInput>,
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
+        let ranged = input.range.is_some();
         let resolved = self
             .resolve(
                 &input.bucket,
                 &input.key,
+                input.version_id.as_deref(),
                 input.range,
                 input.part_number,
                 Conditions {
@@ -219,7 +231,7 @@ impl Inner {
             expires: input.response_expires,
         };
         let get = describe(&resolved, overrides);
-        Ok(S3Response::new(HeadObjectOutput {
+        let mut output = HeadObjectOutput {
             content_length: get.content_length,
             content_range: get.content_range,
             accept_ranges: get.accept_ranges,
@@ -233,8 +245,12 @@ impl Inner {
             content_language: get.content_language,
             expires: get.expires,
             metadata: get.metadata,
+            version_id: get.version_id,
             ..Default::default()
-        }))
+        };
+        let checksums = answer_checksums(&resolved, input.checksum_mode.as_ref(), ranged);
+        set_checksums!(output, checksums, typed);
+        Ok(S3Response::new(output))
     }
 }
 
@@ -257,6 +273,7 @@ fn describe(resolved: &Resolved, overrides: Overrides) -> GetObjectOutput {
         accept_ranges: Some("bytes".into()),
         e_tag: Some(ETag::Strong(data.etag.clone())),
         last_modified: Some(timestamp(resolved.version.last_modified_ms)),
+        version_id: resolved.version_label.clone(),
         parts_count: resolved.parts_count,
         content_type: overrides
             .content_type
@@ -278,6 +295,8 @@ fn describe(resolved: &Resolved, overrides: Overrides) -> GetObjectOutput {
             .expires
             .or_else(|| header(data, "expires").and_then(|e| parse_http_date(&e))),
         metadata: user_metadata(data),
+        // x-amz-tagging-count; S3 sends it only when the object has tags.
+        tag_count: (!data.tags.is_empty()).then_some(data.tags.len() as i32),
         ..Default::default()
     }
 }

@@ -28,11 +28,38 @@ pub(crate) struct Listing {
     pub next: Option<Start>,
 }
 
-fn max_keys(value: Option<i32>) -> S3Result<usize> {
+pub(crate) fn max_keys(value: Option<i32>) -> S3Result<usize> {
     match value {
         None => Ok(MAX_LIST_KEYS),
         Some(n) if n < 0 => Err(s3_error!(InvalidArgument, "max-keys must be >= 0")),
         Some(n) => Ok((n as usize).min(MAX_LIST_KEYS)),
+    }
+}
+
+/// The common prefix `key` rolls up into under `delimiter`, if any.
+pub(crate) fn rolled_prefix(key: &str, prefix: &str, delimiter: Option<&str>) -> Option<String> {
+    let d = delimiter?;
+    key.get(prefix.len()..)?
+        .find(d)
+        .map(|i| key[..prefix.len() + i + d.len()].to_string())
+}
+
+/// Where a listing resumes after `marker`: with a delimiter, a marker that
+/// is a common prefix skips everything under it, as S3 does. `full` turns
+/// an object key into its record key.
+pub(crate) fn after_marker(
+    full: impl Fn(&str) -> Vec<u8>,
+    marker: &str,
+    prefix: &str,
+    delimiter: Option<&str>,
+) -> Vec<u8> {
+    let skip_under = delimiter.is_some_and(|d| {
+        marker.ends_with(d) && marker.starts_with(prefix) && marker.len() > prefix.len()
+    });
+    if skip_under {
+        model::prefix_end(&full(marker))
+    } else {
+        model::key_after(&full(marker))
     }
 }
 
@@ -136,15 +163,7 @@ impl Inner {
         let mut position = full(prefix);
         match start {
             Some(Start::After(marker)) => {
-                let skip_under = delimiter.is_some_and(|d| {
-                    marker.ends_with(d) && marker.starts_with(prefix) && marker.len() > prefix.len()
-                });
-                let after = if skip_under {
-                    model::prefix_end(&full(&marker))
-                } else {
-                    model::key_after(&full(&marker))
-                };
-                position = position.max(after);
+                position = position.max(after_marker(full, &marker, prefix, delimiter));
             }
             Some(Start::At(raw)) => position = position.max(raw),
             None => {}
@@ -180,11 +199,7 @@ impl Inner {
                 let Ok(key) = std::str::from_utf8(&record.key[OBJECT_KEY_PREFIX..]) else {
                     continue;
                 };
-                let rolled = delimiter.and_then(|d| {
-                    key[prefix.len()..]
-                        .find(d)
-                        .map(|i| key[..prefix.len() + i + d.len()].to_string())
-                });
+                let rolled = rolled_prefix(key, prefix, delimiter);
                 if count == max_keys {
                     listing.truncated = true;
                     return Ok(listing);

@@ -1,12 +1,19 @@
 //! The S3 operations. One file per family; this file wires them into s3s.
 
+mod access;
+mod acl;
 mod bucket;
+mod conditional;
 mod copy;
+mod cors;
 mod delete;
 mod get;
+mod lifecycle;
 mod list;
 mod multipart;
 mod put;
+mod tagging;
+mod versions;
 
 use std::sync::Arc;
 
@@ -14,6 +21,7 @@ use s3s::dto::*;
 use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 use crate::data::DataPath;
+use crate::keys::KeyStore;
 use crate::limits::MAX_KEY_LEN;
 use crate::server::GatewayConfig;
 use crate::table::Tables;
@@ -28,17 +36,40 @@ pub(crate) struct Inner {
     pub tables: Tables,
     pub data: DataPath,
     pub region: String,
+    pub keys: Arc<KeyStore>,
+    /// The operator's key: may do everything, is not in `keys`.
+    pub root_access_key: String,
+    /// Buckets' CORS rules, read recently (see `cors`).
+    pub cors_cache: cors::CorsCache,
 }
 
 impl Gateway {
-    pub fn new(tables: Tables, data: DataPath, config: &GatewayConfig) -> Gateway {
+    pub fn new(
+        tables: Tables,
+        data: DataPath,
+        keys: Arc<KeyStore>,
+        config: &GatewayConfig,
+    ) -> Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 tables,
                 data,
                 region: config.region.clone(),
+                keys,
+                root_access_key: config.root_access_key.clone(),
+                cors_cache: cors::CorsCache::default(),
             }),
         }
+    }
+
+    /// Access control for every operation, to give s3s with `set_access`.
+    pub fn access(&self) -> access::Access {
+        access::Access(self.clone())
+    }
+
+    /// A bucket's record, or NoSuchBucket (for the admin API).
+    pub(crate) async fn bucket(&self, name: &str) -> S3Result<crate::model::BucketRecord> {
+        self.inner.bucket(name).await
     }
 }
 
@@ -191,10 +222,136 @@ impl S3 for Gateway {
         self.inner.list_parts(req).await
     }
 
+    async fn get_bucket_acl(
+        &self,
+        req: S3Request<GetBucketAclInput>,
+    ) -> S3Result<S3Response<GetBucketAclOutput>> {
+        self.inner.get_bucket_acl(req).await
+    }
+
+    async fn put_bucket_acl(
+        &self,
+        req: S3Request<PutBucketAclInput>,
+    ) -> S3Result<S3Response<PutBucketAclOutput>> {
+        self.inner.put_bucket_acl(req).await
+    }
+
+    async fn get_object_acl(
+        &self,
+        req: S3Request<GetObjectAclInput>,
+    ) -> S3Result<S3Response<GetObjectAclOutput>> {
+        self.inner.get_object_acl(req).await
+    }
+
     async fn list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,
     ) -> S3Result<S3Response<ListMultipartUploadsOutput>> {
         self.inner.list_multipart_uploads(req).await
+    }
+
+    async fn put_bucket_versioning(
+        &self,
+        req: S3Request<PutBucketVersioningInput>,
+    ) -> S3Result<S3Response<PutBucketVersioningOutput>> {
+        self.inner.put_bucket_versioning(req).await
+    }
+
+    async fn get_bucket_versioning(
+        &self,
+        req: S3Request<GetBucketVersioningInput>,
+    ) -> S3Result<S3Response<GetBucketVersioningOutput>> {
+        self.inner.get_bucket_versioning(req).await
+    }
+
+    async fn list_object_versions(
+        &self,
+        req: S3Request<ListObjectVersionsInput>,
+    ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
+        self.inner.list_object_versions(req).await
+    }
+
+    async fn put_object_tagging(
+        &self,
+        req: S3Request<PutObjectTaggingInput>,
+    ) -> S3Result<S3Response<PutObjectTaggingOutput>> {
+        self.inner.put_object_tagging(req).await
+    }
+
+    async fn get_object_tagging(
+        &self,
+        req: S3Request<GetObjectTaggingInput>,
+    ) -> S3Result<S3Response<GetObjectTaggingOutput>> {
+        self.inner.get_object_tagging(req).await
+    }
+
+    async fn delete_object_tagging(
+        &self,
+        req: S3Request<DeleteObjectTaggingInput>,
+    ) -> S3Result<S3Response<DeleteObjectTaggingOutput>> {
+        self.inner.delete_object_tagging(req).await
+    }
+
+    async fn put_bucket_tagging(
+        &self,
+        req: S3Request<PutBucketTaggingInput>,
+    ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
+        self.inner.put_bucket_tagging(req).await
+    }
+
+    async fn get_bucket_tagging(
+        &self,
+        req: S3Request<GetBucketTaggingInput>,
+    ) -> S3Result<S3Response<GetBucketTaggingOutput>> {
+        self.inner.get_bucket_tagging(req).await
+    }
+
+    async fn delete_bucket_tagging(
+        &self,
+        req: S3Request<DeleteBucketTaggingInput>,
+    ) -> S3Result<S3Response<DeleteBucketTaggingOutput>> {
+        self.inner.delete_bucket_tagging(req).await
+    }
+
+    async fn put_bucket_cors(
+        &self,
+        req: S3Request<PutBucketCorsInput>,
+    ) -> S3Result<S3Response<PutBucketCorsOutput>> {
+        self.inner.put_bucket_cors(req).await
+    }
+
+    async fn get_bucket_cors(
+        &self,
+        req: S3Request<GetBucketCorsInput>,
+    ) -> S3Result<S3Response<GetBucketCorsOutput>> {
+        self.inner.get_bucket_cors(req).await
+    }
+
+    async fn delete_bucket_cors(
+        &self,
+        req: S3Request<DeleteBucketCorsInput>,
+    ) -> S3Result<S3Response<DeleteBucketCorsOutput>> {
+        self.inner.delete_bucket_cors(req).await
+    }
+
+    async fn put_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<PutBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<PutBucketLifecycleConfigurationOutput>> {
+        self.inner.put_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn get_bucket_lifecycle_configuration(
+        &self,
+        req: S3Request<GetBucketLifecycleConfigurationInput>,
+    ) -> S3Result<S3Response<GetBucketLifecycleConfigurationOutput>> {
+        self.inner.get_bucket_lifecycle_configuration(req).await
+    }
+
+    async fn delete_bucket_lifecycle(
+        &self,
+        req: S3Request<DeleteBucketLifecycleInput>,
+    ) -> S3Result<S3Response<DeleteBucketLifecycleOutput>> {
+        self.inner.delete_bucket_lifecycle(req).await
     }
 }

@@ -7,10 +7,14 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::access::is_public_read;
 use super::bucket::{owner, timestamp};
+use super::conditional::WriteCondition;
 use super::list::Names;
-use super::put::{ContentHeaders, body_stream, chunk_owner, parse_content_md5};
+use super::put::{ContentHeaders, NewVersion, body_stream, chunk_owner, parse_content_md5};
+use super::tagging::parse_tagging_header;
 use super::{Inner, check_key, requester};
+use crate::checksum::{self, UploadChecksum, given_checksums, requested_checksum, set_checksums};
 use crate::hlc::wall_ms;
 use crate::limits::{
     MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE, MAX_SCAN_ROUNDS, MIN_PART_SIZE, SCAN_BATCH,
@@ -109,6 +113,10 @@ impl Inner {
         check_key(&input.key)?;
         let bucket = self.bucket(&input.bucket).await?;
         self.data.check_writable()?;
+        let checksum = UploadChecksum::from_request(
+            input.checksum_algorithm.as_ref(),
+            input.checksum_type.as_ref(),
+        )?;
         let content = ContentHeaders::new(
             input.content_type,
             input.cache_control,
@@ -125,6 +133,9 @@ impl Inner {
             content_type: content.content_type,
             headers: content.headers,
             user_meta: content.user_meta,
+            tags: parse_tagging_header(input.tagging.as_deref())?,
+            checksum,
+            public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),
         };
         self.tables
             .put(
@@ -138,6 +149,8 @@ impl Inner {
             bucket: Some(bucket.name),
             key: Some(input.key),
             upload_id: Some(upload.upload_id),
+            checksum_algorithm: checksum.map(UploadChecksum::checksum_algorithm),
+            checksum_type: checksum.map(UploadChecksum::checksum_type),
             ..Default::default()
         }))
     }
@@ -154,14 +167,21 @@ impl Inner {
                 "part numbers go from 1 to {MAX_PART_NUMBER}"
             ));
         }
-        self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let expected_md5 = parse_content_md5(input.content_md5.as_deref())?;
+        let requested = requested_checksum!(req, input)?;
+        let algorithms = checksum::part_algorithms(upload.checksum, requested.as_ref())?;
         let owner = chunk_owner(&bucket, &input.key, &input.upload_id);
         let written = self
             .data
-            .write(body_stream(input.body), owner, MAX_PUT_SIZE)
+            .write(body_stream(input.body), owner, MAX_PUT_SIZE, &algorithms)
             .await?;
-        self.check_written(&written, input.content_length, expected_md5)?;
+        self.check_written(
+            &written,
+            input.content_length,
+            expected_md5,
+            requested.as_ref(),
+        )?;
         let partition = model::bucket_partition(&bucket.id);
         let part_key = model::part_key(&bucket.id, &input.upload_id, input.part_number);
         let replaced = self
@@ -177,7 +197,9 @@ impl Inner {
             size: written.size,
             last_modified_ms: wall_ms(),
             chunks: written.chunks,
+            checksums: written.checksums,
         };
+        let part_checksums = checksum::to_dto(&part.checksums);
         self.tables
             .put(
                 Table::Parts,
@@ -189,10 +211,12 @@ impl Inner {
         if let Some(old) = replaced {
             self.data.delete_chunks(old.chunks);
         }
-        Ok(S3Response::new(UploadPartOutput {
+        let mut output = UploadPartOutput {
             e_tag: Some(ETag::Strong(etag)),
             ..Default::default()
-        }))
+        };
+        set_checksums!(output, part_checksums);
+        Ok(S3Response::new(output))
     }
 
     pub(crate) async fn complete_multipart_upload(
@@ -200,6 +224,8 @@ impl Inner {
         req: S3Request<CompleteMultipartUploadInput>,
     ) -> S3Result<S3Response<CompleteMultipartUploadOutput>> {
         let input = req.input;
+        let condition =
+            WriteCondition::from_request(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let chosen = input
@@ -235,6 +261,12 @@ impl Inner {
             {
                 return Err(s3_error!(InvalidPart, "part {number} has another ETag"));
             }
+            checksum::check_part(
+                upload.checksum,
+                number,
+                given_checksums!(part),
+                &record.checksums,
+            )?;
             used.push(record);
         }
         if let Some((_, all_but_last)) = used.split_last()
@@ -254,32 +286,48 @@ impl Inner {
             md5s.update(&raw);
         }
         let etag = format!("{}-{}", hex::encode(md5s.finalize()), used.len());
+        let part_checksums: Vec<_> = used.iter().map(|p| (&p.checksums[..], p.size)).collect();
+        let checksums = checksum::object_checksum(upload.checksum, &part_checksums);
+        checksum::check_object(given_checksums!(input), &checksums)?;
+        let object_checksums = checksum::to_dto(&checksums);
         let data = ObjectData {
             size: used.iter().map(|p| p.size).sum(),
             etag: etag.clone(),
             content_type: upload.content_type.clone(),
             headers: upload.headers.clone(),
             user_meta: upload.user_meta.clone(),
-            checksums: Vec::new(),
+            checksums,
             part_sizes: used.iter().map(|p| p.size).collect(),
             chunks: used.iter().flat_map(|p| p.chunks.clone()).collect(),
+            tags: upload.tags.clone(),
+            public_read: upload.public_read,
         };
         let unused: Vec<_> = stored
             .iter()
             .filter(|s| !used.iter().any(|u| u.part_number == s.part_number))
             .flat_map(|s| s.chunks.clone())
             .collect();
-        self.commit_version(&bucket, &input.key, data).await?;
+        // On a failed condition the upload and its parts stay, as in S3.
+        let new = NewVersion {
+            version_id: bucket.versioning.new_version_id(self.tables.now()),
+            data,
+            condition,
+            owns_chunks: false,
+        };
+        let version = self.commit_version(&bucket, &input.key, new).await?;
         self.forget_upload(&bucket, &input.key, &input.upload_id, &stored)
             .await?;
         self.data.delete_chunks(unused);
-        Ok(S3Response::new(CompleteMultipartUploadOutput {
+        let mut output = CompleteMultipartUploadOutput {
             bucket: Some(bucket.name.clone()),
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", bucket.name, input.key)),
+            version_id: bucket.versioning.label(&version.version_id),
             ..Default::default()
-        }))
+        };
+        set_checksums!(output, object_checksums, typed);
+        Ok(S3Response::new(output))
     }
 
     pub(crate) async fn abort_multipart_upload(
@@ -288,13 +336,25 @@ impl Inner {
     ) -> S3Result<S3Response<AbortMultipartUploadOutput>> {
         let input = req.input;
         let bucket = self.bucket(&input.bucket).await?;
-        self.upload(&bucket, &input.key, &input.upload_id).await?;
-        let parts = self.parts(&bucket, &input.upload_id).await?;
-        self.forget_upload(&bucket, &input.key, &input.upload_id, &parts)
+        self.abort_upload(&bucket, &input.key, &input.upload_id)
             .await?;
+        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+    }
+
+    /// Forgets an upload and frees its parts' chunks (AbortMultipartUpload,
+    /// and the lifecycle rule AbortIncompleteMultipartUpload).
+    pub(crate) async fn abort_upload(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+    ) -> S3Result<()> {
+        self.upload(bucket, key, upload_id).await?;
+        let parts = self.parts(bucket, upload_id).await?;
+        self.forget_upload(bucket, key, upload_id, &parts).await?;
         self.data
             .delete_chunks(parts.into_iter().flat_map(|p| p.chunks).collect());
-        Ok(S3Response::new(AbortMultipartUploadOutput::default()))
+        Ok(())
     }
 
     pub(crate) async fn list_parts(
@@ -304,7 +364,7 @@ impl Inner {
         let who = requester(&req)?;
         let input = req.input;
         let bucket = self.bucket(&input.bucket).await?;
-        self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let marker = input.part_number_marker.unwrap_or(0);
         let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
         let after: Vec<PartRecord> = self
@@ -330,14 +390,20 @@ impl Inner {
                 id: Some(hex::encode(who.as_bytes())),
             }),
             storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
+            checksum_algorithm: upload.checksum.map(UploadChecksum::checksum_algorithm),
+            checksum_type: upload.checksum.map(UploadChecksum::checksum_type),
             parts: Some(
                 page.into_iter()
-                    .map(|p| Part {
-                        part_number: Some(p.part_number),
-                        e_tag: Some(ETag::Strong(p.etag)),
-                        size: Some(p.size as i64),
-                        last_modified: Some(timestamp(p.last_modified_ms)),
-                        ..Default::default()
+                    .map(|p| {
+                        let mut part = Part {
+                            part_number: Some(p.part_number),
+                            e_tag: Some(ETag::Strong(p.etag)),
+                            size: Some(p.size as i64),
+                            last_modified: Some(timestamp(p.last_modified_ms)),
+                            ..Default::default()
+                        };
+                        set_checksums!(part, checksum::to_dto(&p.checksums));
+                        part
                     })
                     .collect(),
             ),
@@ -438,7 +504,8 @@ impl Inner {
                         }),
                         owner: Some(owner(&who)),
                         storage_class: Some(StorageClass::from_static(StorageClass::STANDARD)),
-                        ..Default::default()
+                        checksum_algorithm: u.checksum.map(UploadChecksum::checksum_algorithm),
+                        checksum_type: u.checksum.map(UploadChecksum::checksum_type),
                     })
                     .collect(),
             ),

@@ -5,13 +5,29 @@ use base64::Engine;
 use chunkstore::{ChunkOwner, Table};
 use futures::StreamExt;
 use s3s::dto::*;
-use s3s::{S3Request, S3Response, S3Result, s3_error};
+use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
+use super::access::is_public_read;
+use super::conditional::WriteCondition;
+use super::tagging::parse_tagging_header;
+use super::versions::delta_record;
 use super::{Inner, check_key};
+use crate::checksum::{self, DEFAULT_ALGORITHM, Requested, requested_checksum, set_checksums};
 use crate::data::Written;
 use crate::hlc::{ts_millis, wall_ms};
 use crate::limits::MAX_PUT_SIZE;
-use crate::model::{self, BucketRecord, ObjectData, ObjectRecord, ObjectVersion};
+use crate::model::{self, BucketRecord, ObjectData, ObjectVersion};
+
+/// A version about to be committed.
+pub(crate) struct NewVersion {
+    pub version_id: String,
+    pub data: ObjectData,
+    pub condition: Option<WriteCondition>,
+    /// The chunks were written for this version alone (not parts of an
+    /// upload that outlives a failed completion), so a commit that fails
+    /// before anything refers to them deletes them.
+    pub owns_chunks: bool,
+}
 
 /// Content headers stored with an object, by their HTTP names.
 pub(crate) struct ContentHeaders {
@@ -115,6 +131,11 @@ impl Inner {
             ));
         }
         let expected_md5 = parse_content_md5(input.content_md5.as_deref())?;
+        let requested = requested_checksum!(req, input)?;
+        // S3 gives an object sent without a checksum a CRC64NVME one.
+        let algorithm = requested
+            .as_ref()
+            .map_or(DEFAULT_ALGORITHM, |r| r.algorithm);
         let content = ContentHeaders::new(
             input.content_type,
             input.cache_control,
@@ -124,13 +145,25 @@ impl Inner {
             input.expires,
             input.metadata,
         );
+        let tags = parse_tagging_header(input.tagging.as_deref())?;
 
-        let owner = chunk_owner(&bucket, &input.key, "null");
+        let condition =
+            WriteCondition::from_request(input.if_match.as_ref(), input.if_none_match.as_ref())?;
+        self.precheck(&bucket, &input.key, condition.as_ref())
+            .await?;
+        let version_id = bucket.versioning.new_version_id(self.tables.now());
+        let owner = chunk_owner(&bucket, &input.key, &version_id);
         let written = self
             .data
-            .write(body_stream(input.body), owner, MAX_PUT_SIZE)
+            .write(body_stream(input.body), owner, MAX_PUT_SIZE, &[algorithm])
             .await?;
-        self.check_written(&written, input.content_length, expected_md5)?;
+        self.check_written(
+            &written,
+            input.content_length,
+            expected_md5,
+            requested.as_ref(),
+        )?;
+        let stored_checksums = checksum::to_dto(&written.checksums);
 
         let etag = hex::encode(written.md5);
         let data = ObjectData {
@@ -139,24 +172,37 @@ impl Inner {
             content_type: content.content_type,
             headers: content.headers,
             user_meta: content.user_meta,
-            checksums: Vec::new(),
+            checksums: written.checksums,
             part_sizes: Vec::new(),
             chunks: written.chunks,
+            tags,
+            public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),
         };
-        self.commit_version(&bucket, &input.key, data).await?;
-        Ok(S3Response::new(PutObjectOutput {
+        let new = NewVersion {
+            version_id,
+            data,
+            condition,
+            owns_chunks: true,
+        };
+        let version = self.commit_version(&bucket, &input.key, new).await?;
+        let mut output = PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
+            version_id: bucket.versioning.label(&version.version_id),
             ..Default::default()
-        }))
+        };
+        set_checksums!(output, stored_checksums, typed);
+        Ok(S3Response::new(output))
     }
 
-    /// Checks a stored body against what the request announced; on a
-    /// mismatch its chunks are deleted and nothing refers to them.
+    /// Checks a stored body against what the request announced (length,
+    /// Content-MD5, x-amz-checksum-*); on a mismatch its chunks are deleted
+    /// and nothing refers to them.
     pub(crate) fn check_written(
         &self,
         written: &Written,
         content_length: Option<i64>,
         content_md5: Option<[u8; 16]>,
+        checksum: Option<&Requested>,
     ) -> S3Result<()> {
         let error = if content_length.is_some_and(|len| len as u64 != written.size) {
             Some(s3_error!(
@@ -167,7 +213,7 @@ impl Inner {
         } else if content_md5.is_some_and(|md5| md5 != written.md5) {
             Some(s3_error!(BadDigest, "Content-MD5 does not match the body"))
         } else {
-            None
+            checksum.and_then(|c| c.verify(&written.checksums).err())
         };
         match error {
             Some(e) => {
@@ -178,56 +224,63 @@ impl Inner {
         }
     }
 
-    /// Makes `data` the current (and, without versioning, only) version of
-    /// `key`; the replaced version's chunks are deleted once the new record
-    /// is durable. On failure the new chunks are deleted.
+    /// Makes `new` the current version of `key` (with a condition, only if
+    /// it holds, atomically). A version it replaces (same id: `null`
+    /// without versioning) has its chunks deleted once the record is durable.
     pub(crate) async fn commit_version(
         &self,
         bucket: &BucketRecord,
         key: &str,
-        data: ObjectData,
+        new: NewVersion,
     ) -> S3Result<ObjectVersion> {
         let partition = model::bucket_partition(&bucket.id);
-        let record_key = model::object_key(&bucket.id, key);
-        let previous = match self
-            .tables
-            .get(Table::Objects, partition, &record_key)
-            .await
-        {
-            Ok(p) => p
-                .and_then(|r| r.value)
-                .and_then(|v| model::decode::<ObjectRecord>(&v)),
-            Err(e) => {
-                self.data.delete_chunks(data.chunks);
-                return Err(e);
-            }
+        // Nothing refers to these chunks if the commit fails before writing.
+        let own = if new.owns_chunks {
+            new.data.chunks.clone()
+        } else {
+            Vec::new()
         };
+        let unreferenced = |e: S3Error| {
+            self.data.delete_chunks(own.clone());
+            e
+        };
+        let (seen, previous) = self
+            .object_record(bucket, key)
+            .await
+            .map_err(unreferenced)?;
         let ts = self.tables.now();
         let version = ObjectVersion {
-            version_id: "null".into(),
+            version_id: new.version_id,
             ts,
             last_modified_ms: ts_millis(ts).max(wall_ms()),
-            data: Some(data),
+            data: Some(new.data),
+            updated_ts: 0,
         };
-        let record = ObjectRecord {
-            versions: vec![version.clone()],
-        };
+        let write = delta_record(
+            model::object_key(&bucket.id, key),
+            ts,
+            vec![version.clone()],
+            Vec::new(),
+        );
         // If a quorum does not take the record it may still have reached one
         // replica, so the new chunks stay for the garbage collector rather
         // than being deleted under a record that could win later.
-        self.tables
-            .put_records(
-                Table::Objects,
-                partition,
-                vec![chunkstore::Record {
-                    key: record_key,
-                    ts,
-                    value: Some(model::encode(&record)),
-                }],
-            )
-            .await?;
-        if let Some(previous) = previous {
-            self.delete_versions_data(previous.versions);
+        match &new.condition {
+            None => {
+                self.tables
+                    .put_records(Table::Objects, partition, vec![write])
+                    .await?
+            }
+            Some(condition) => self
+                .write_if(partition, condition, seen, write)
+                .await
+                .map_err(|e| match e.code() {
+                    S3ErrorCode::ServiceUnavailable => e,
+                    _ => unreferenced(e),
+                })?,
+        }
+        if let Some(replaced) = previous.version(&version.version_id) {
+            self.delete_versions_data(vec![replaced.clone()]);
         }
         Ok(version)
     }
