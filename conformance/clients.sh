@@ -437,6 +437,94 @@ t_multipart_abort() {
     fi
 }
 
+t_versioning() {
+    # A bucket of its own: the later `aws s3 rm` + `rb` of $B would only add
+    # delete markers to a versioned bucket.
+    local vb="$B-v" v1 v2 out
+    awsc s3 mb "s3://$vb" || why "mb $vb failed" || return 1
+    awsc s3api put-bucket-versioning --bucket "$vb" --versioning-configuration Status=Enabled ||
+        why "put-bucket-versioning failed" || return 1
+    [ "$(awsc s3api get-bucket-versioning --bucket "$vb" --query Status --output text)" = Enabled ] ||
+        why "get-bucket-versioning is not Enabled" || return 1
+    v1=$(awsc s3api put-object --bucket "$vb" --key doc --body "$WORK/small.txt" --query VersionId --output text) ||
+        why "first put-object failed" || return 1
+    v2=$(awsc s3api put-object --bucket "$vb" --key doc --body "$WORK/tree/top.bin" --query VersionId --output text) ||
+        why "second put-object failed" || return 1
+    awsc s3api delete-object --bucket "$vb" --key doc || why "delete-object failed" || return 1
+    out=$(awsc s3api list-object-versions --bucket "$vb" --output json) || why "list-object-versions failed" || return 1
+    echo "$out"
+    python3 - "$out" "$v1" "$v2" <<'EOF' || why "list-object-versions: $(echo "$out" | tr -d '\n ' | cut -c 1-200)" || return 1
+import json, sys
+out, v1, v2 = json.loads(sys.argv[1]), sys.argv[2], sys.argv[3]
+assert sorted(v["VersionId"] for v in out["Versions"]) == sorted([v1, v2]), out["Versions"]
+assert not any(v["IsLatest"] for v in out["Versions"])
+assert [m["IsLatest"] for m in out["DeleteMarkers"]] == [True], out["DeleteMarkers"]
+EOF
+    awsc s3api get-object --bucket "$vb" --key doc --version-id "$v1" "$WORK/v1.back" >/dev/null ||
+        why "get-object --version-id failed" || return 1
+    cmp "$WORK/small.txt" "$WORK/v1.back" || why "version $v1 has other bytes" || return 1
+    # Empty the bucket version by version, then remove it.
+    local ids id
+    ids=$(awsc s3api list-object-versions --bucket "$vb" \
+        --query '[Versions[].VersionId, DeleteMarkers[].VersionId][]' --output text) || return 1
+    for id in $ids; do
+        awsc s3api delete-object --bucket "$vb" --key doc --version-id "$id" >/dev/null ||
+            why "delete-object --version-id $id failed" || return 1
+    done
+    awsc s3 rb "s3://$vb" || why "rb $vb failed"
+}
+
+t_tagging() {
+    awsc s3api put-object --bucket "$B" --key tagged.txt --body "$WORK/small.txt" >/dev/null ||
+        why "put-object failed" || return 1
+    awsc s3api put-object-tagging --bucket "$B" --key tagged.txt \
+        --tagging 'TagSet=[{Key=project,Value=flexdrive},{Key=tier,Value=gold}]' ||
+        why "put-object-tagging failed" || return 1
+    local tags count
+    tags=$(awsc s3api get-object-tagging --bucket "$B" --key tagged.txt \
+        --query 'TagSet[].[Key,Value]' --output text | tr -s '\t\n' '  ') || why "get-object-tagging failed" || return 1
+    [ "$tags" = "project flexdrive tier gold " ] || why "tags: '$tags'" || return 1
+    count=$(awsc s3api get-object --bucket "$B" --key tagged.txt "$WORK/tagged.back" --query TagCount --output text) ||
+        why "get-object failed" || return 1
+    [ "$count" = 2 ] || why "TagCount $count, expected 2"
+}
+
+t_upload_part_copy() {
+    local key=pc/copied.bin upload e1 e2
+    upload=$(awsc s3api create-multipart-upload --bucket "$B" --key "$key" --query UploadId --output text) ||
+        why "create-multipart-upload failed" || return 1
+    e1=$(awsc s3api upload-part-copy --bucket "$B" --key "$key" --upload-id "$upload" --part-number 1 \
+        --copy-source "$B/big.bin" --copy-source-range "bytes=0-$((5 * MIB - 1))" \
+        --query CopyPartResult.ETag --output text) || why "upload-part-copy with a range failed" || return 1
+    e2=$(awsc s3api upload-part-copy --bucket "$B" --key "$key" --upload-id "$upload" --part-number 2 \
+        --copy-source "$B/meta/small.txt" --query CopyPartResult.ETag --output text) ||
+        why "upload-part-copy of a whole object failed" || return 1
+    printf '{"Parts":[{"PartNumber":1,"ETag":%s},{"PartNumber":2,"ETag":%s}]}' \
+        "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$e1")" \
+        "$(python3 -c 'import json,sys; print(json.dumps(sys.argv[1]))' "$e2")" >"$WORK/copy-parts.json"
+    awsc s3api complete-multipart-upload --bucket "$B" --key "$key" --upload-id "$upload" \
+        --multipart-upload "file://$WORK/copy-parts.json" || why "complete-multipart-upload failed" || return 1
+    { head -c $((5 * MIB)) "$WORK/big.bin"; cat "$WORK/small.txt"; } >"$WORK/copied.expected"
+    awsc s3 cp --only-show-errors "s3://$B/$key" "$WORK/copied.back" || why "download failed" || return 1
+    cmp "$WORK/copied.expected" "$WORK/copied.back" || why "copied object differs"
+}
+
+t_object_attributes() {
+    local out
+    out=$(awsc s3api get-object-attributes --bucket "$B" --key big.bin \
+        --object-attributes ETag ObjectSize StorageClass ObjectParts --output json) ||
+        why "get-object-attributes failed" || return 1
+    echo "$out"
+    python3 - "$out" "$BIG_SIZE" <<'EOF' || why "get-object-attributes: $(echo "$out" | tr -d '\n ' | cut -c 1-200)"
+import json, sys
+out, size = json.loads(sys.argv[1]), int(sys.argv[2])
+assert out["ObjectSize"] == size, out.get("ObjectSize")
+assert out["StorageClass"] == "STANDARD", out.get("StorageClass")
+assert out["ETag"].strip('"').endswith("-13"), out.get("ETag")
+assert out["ObjectParts"]["TotalPartsCount"] == 13, out.get("ObjectParts")
+EOF
+}
+
 t_rm_recursive() {
     awsc s3 rm --only-show-errors --recursive "s3://$B/" || why "aws s3 rm --recursive failed" || return 1
     local left
@@ -537,6 +625,10 @@ step "aws s3 presign (SigV2 and SigV4) + curl, identical" t_presign
 step "aws s3api head-object of a missing key is 404" t_head_missing
 step "aws s3api multipart: create, upload-part x2, list-parts, complete" t_multipart_explicit
 step "aws s3api multipart: abort, list-multipart-uploads" t_multipart_abort
+step "aws s3api versioning: put-bucket-versioning, list-object-versions, get by version id" t_versioning
+step "aws s3api put-object-tagging, get-object-tagging, tag count" t_tagging
+step "aws s3api upload-part-copy: a range and a whole object, complete" t_upload_part_copy
+step "aws s3api get-object-attributes of a multipart object" t_object_attributes
 step "aws s3 rm --recursive empties the bucket" t_rm_recursive
 step "aws s3 rb" t_rb
 

@@ -19,9 +19,10 @@
 #   storage i  HTTP        P + 20 + i - 1   (9120, ...)
 #   storage i  gossip/UDP  P + 40 + i - 1   (9140, ...)
 #   gateway j  gossip/UDP  P + 60 + j - 1   (9160, ...)
+#   gateway 1  admin API   P + 80           (9180; `flexdrive admin` talks to it)
 #
 # Files under DIR (default ./data/local-cluster):
-#   cluster.env       cluster secret and root credentials, made once, reused
+#   cluster.env       cluster secret, root credentials and admin token, made once, reused
 #   storage-I/        data directory of storage node I
 #   logs/NAME.log     output of each process
 #   pids/NAME.pid     pid of each process
@@ -73,7 +74,7 @@ is_uint() { case $1 in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 in_range() { is_uint "$1" && [ "$1" -ge "$2" ] && [ "$1" -le "$3" ]; }
 in_range "$STORAGE" 1 "$MAX_NODES" || die "--storage must be 1..$MAX_NODES (got '$STORAGE')"
 in_range "$GATEWAYS" 1 "$MAX_NODES" || die "--gateways must be 1..$MAX_NODES (got '$GATEWAYS')"
-in_range "$BASE_PORT" 1024 $((65535 - 80)) || die "--base-port must be 1024..$((65535 - 80)) (got '$BASE_PORT')"
+in_range "$BASE_PORT" 1024 $((65535 - 81)) || die "--base-port must be 1024..$((65535 - 81)) (got '$BASE_PORT')"
 
 # --dir is relative to where the script was called from; the default and the
 # binary are relative to the repository root.
@@ -93,6 +94,7 @@ gateway_s3_port() { echo $((BASE_PORT + $1 - 1)); }
 storage_http_port() { echo $((BASE_PORT + 20 + $1 - 1)); }
 storage_gossip_port() { echo $((BASE_PORT + 40 + $1 - 1)); }
 gateway_gossip_port() { echo $((BASE_PORT + 60 + $1 - 1)); }
+admin_port() { echo $((BASE_PORT + 80)); }
 
 # pid_of NAME: prints the pid if NAME's pid file names a live flexdrive
 # process of ours (guards against a pid reused by something else).
@@ -135,16 +137,20 @@ load_or_make_env() {
         ) || die "cannot write $env"
         echo "local-cluster: made new cluster secret and root credentials in $env"
     fi
+    # Older files lack the admin token: add one.
+    if ! grep -q '^FLEXDRIVE_ADMIN_TOKEN=' "$env"; then
+        echo "FLEXDRIVE_ADMIN_TOKEN=$(random_hex 24)" >>"$env" || die "cannot write $env"
+    fi
     # shellcheck source=/dev/null
     . "$env"
     if [ -z "${FLEXDRIVE_CLUSTER_SECRET:-}" ] || [ -z "${FLEXDRIVE_ROOT_ACCESS_KEY:-}" ] ||
-        [ -z "${FLEXDRIVE_ROOT_SECRET_KEY:-}" ]; then
+        [ -z "${FLEXDRIVE_ROOT_SECRET_KEY:-}" ] || [ -z "${FLEXDRIVE_ADMIN_TOKEN:-}" ]; then
         die "$env lacks a secret or a key: remove it to make new ones"
     fi
     # Handed to the processes through the environment (the binary reads
     # FLEXDRIVE_CLUSTER_SECRET like --cluster-secret) so that the secret does
     # not show in `ps`.
-    export FLEXDRIVE_CLUSTER_SECRET FLEXDRIVE_ROOT_ACCESS_KEY FLEXDRIVE_ROOT_SECRET_KEY
+    export FLEXDRIVE_CLUSTER_SECRET FLEXDRIVE_ROOT_ACCESS_KEY FLEXDRIVE_ROOT_SECRET_KEY FLEXDRIVE_ADMIN_TOKEN
 }
 
 # launch NAME ARGS...: starts the binary in the background, detached from
@@ -207,12 +213,16 @@ do_start() {
         echo "$name storage http=127.0.0.1:$(storage_http_port "$i") gossip=127.0.0.1:$(storage_gossip_port "$i") zone=$zone" >>"$LAYOUT"
         if [ "$i" = 1 ]; then sleep 0.5; fi
     done
+    local admin
     for j in $(seq "$GATEWAYS"); do
         name="gateway-$j"
+        # Gateway 1 serves the admin API (token FLEXDRIVE_ADMIN_TOKEN).
+        admin=()
+        [ "$j" = 1 ] && admin=(--admin-addr "127.0.0.1:$(admin_port)")
         launch "$name" gateway \
             --s3-addr "127.0.0.1:$(gateway_s3_port "$j")" \
             --gossip-addr "127.0.0.1:$(gateway_gossip_port "$j")" \
-            --seeds "$seed"
+            --seeds "$seed" "${admin[@]+"${admin[@]}"}"
         echo "$name gateway s3=http://127.0.0.1:$(gateway_s3_port "$j") gossip=127.0.0.1:$(gateway_gossip_port "$j")" >>"$LAYOUT"
     done
 
@@ -261,6 +271,8 @@ Try:
   export AWS_ACCESS_KEY_ID=$FLEXDRIVE_ROOT_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$FLEXDRIVE_ROOT_SECRET_KEY AWS_DEFAULT_REGION=us-east-1
   aws --endpoint-url http://127.0.0.1:$(gateway_s3_port 1) s3 mb s3://demo
   aws --endpoint-url http://127.0.0.1:$(gateway_s3_port 1) s3 cp README.md s3://demo/
+Admin (status, node list, node remove ID, repair):
+  FLEXDRIVE_ADMIN_TOKEN=$FLEXDRIVE_ADMIN_TOKEN $BIN admin --admin-endpoint http://127.0.0.1:$(admin_port) status
 Status: $0 status --dir $DIR
 Stop:   $0 stop --dir $DIR
 EOF

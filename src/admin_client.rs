@@ -5,7 +5,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
-use gateway::admin::{Allow, CreateKey, CreatedKey, ErrorBody, KeyInfo, KeyList};
+use gateway::admin::{
+    Allow, BucketInfo, BucketList, CreateBucket, CreateKey, CreatedKey, ErrorBody, GcStatus,
+    KeyInfo, KeyList, MemberInfo, NodeDetail, NodeList, Status,
+};
+use gateway::repair::DurabilityReport;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;
@@ -19,6 +23,32 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Largest answer read (key lists are the biggest).
 const MAX_ANSWER: usize = 16 * 1024 * 1024;
+
+/// How often `node remove` asks how the drain goes.
+const DRAIN_POLL: Duration = Duration::from_secs(1);
+
+/// What the cluster commands ask for.
+pub enum ClusterAction {
+    Status,
+    NodeList,
+    /// Decommission, waiting at most `wait` for the drain to finish.
+    NodeRemove {
+        id: String,
+        wait: Duration,
+    },
+    Repair,
+    Gc,
+    BucketList,
+    BucketInfo {
+        name: String,
+    },
+    BucketCreate {
+        name: String,
+    },
+    BucketDelete {
+        name: String,
+    },
+}
 
 /// What `flexdrive admin key ...` asks for.
 pub enum KeyAction {
@@ -107,7 +137,8 @@ impl AdminClient {
         bail!("admin API: {status}: {message}")
     }
 
-    async fn call_json<T: DeserializeOwned>(
+    /// One request whose answer is JSON of type T (for tests and scripts).
+    pub async fn call_json<T: DeserializeOwned>(
         &self,
         method: Method,
         path: &str,
@@ -182,6 +213,286 @@ impl AdminClient {
             }
         })
     }
+}
+
+impl AdminClient {
+    /// Runs a cluster command and returns what to print.
+    pub async fn run_cluster(&self, action: ClusterAction, json: bool) -> anyhow::Result<String> {
+        let get = |path: &'static str| self.call(Method::GET, path, None::<&()>);
+        Ok(match action {
+            ClusterAction::Status => {
+                let status: Status = decode(&get("/v1/status").await?)?;
+                if json {
+                    pretty(&status)
+                } else {
+                    status_text(&status)
+                }
+            }
+            ClusterAction::NodeList => {
+                let list: NodeList = decode(&get("/v1/nodes").await?)?;
+                if json {
+                    pretty(&list)
+                } else {
+                    members_table(&list.nodes)
+                }
+            }
+            ClusterAction::NodeRemove { id, wait } => self.remove_node(&id, wait, json).await?,
+            ClusterAction::Repair => {
+                let report: DurabilityReport = decode(&get("/v1/repair").await?)?;
+                if json {
+                    pretty(&report)
+                } else {
+                    durability_text(&report)
+                }
+            }
+            ClusterAction::Gc => {
+                let gc: GcStatus = decode(&get("/v1/gc").await?)?;
+                if json {
+                    pretty(&gc)
+                } else {
+                    format!("GC queue: {} ({})", gc.queue, gc.note)
+                }
+            }
+            ClusterAction::BucketList => {
+                let list: BucketList = decode(&get("/v1/buckets").await?)?;
+                if json {
+                    pretty(&list)
+                } else {
+                    let rows = list
+                        .buckets
+                        .iter()
+                        .map(|b| vec![b.name.clone(), b.created.clone(), b.owner.clone()])
+                        .collect();
+                    table(&["NAME", "CREATED", "OWNER"], rows)
+                }
+            }
+            ClusterAction::BucketInfo { name } => {
+                let path = format!("/v1/buckets/{}", urlencoding::encode(&name));
+                let info: BucketInfo = self.call_json(Method::GET, &path, None::<&()>).await?;
+                if json {
+                    pretty(&info)
+                } else {
+                    bucket_text(&info)
+                }
+            }
+            ClusterAction::BucketCreate { name } => {
+                let body = CreateBucket { name };
+                let info: BucketInfo = self
+                    .call_json(Method::POST, "/v1/buckets", Some(&body))
+                    .await?;
+                if json {
+                    pretty(&info)
+                } else {
+                    format!("Created bucket {} (owner: the root key)", info.name)
+                }
+            }
+            ClusterAction::BucketDelete { name } => {
+                let path = format!("/v1/buckets/{}", urlencoding::encode(&name));
+                self.call(Method::DELETE, &path, None::<&()>).await?;
+                if json {
+                    pretty(&serde_json::json!({ "deleted": name }))
+                } else {
+                    format!("Deleted bucket {name}")
+                }
+            }
+        })
+    }
+
+    /// Asks for the decommission, then follows the drain (bounded by
+    /// `wait`) with a progress bar on stderr.
+    async fn remove_node(&self, id: &str, wait: Duration, json: bool) -> anyhow::Result<String> {
+        let path = format!("/v1/nodes/{}", urlencoding::encode(id));
+        let mut detail: NodeDetail = self
+            .call_json(Method::POST, &format!("{path}/remove"), None::<&()>)
+            .await?;
+        let bar = if json {
+            indicatif::ProgressBar::hidden()
+        } else {
+            indicatif::ProgressBar::new(0)
+        };
+        bar.set_style(
+            indicatif::ProgressStyle::with_template(
+                "{spinner} draining {prefix} [{bar:30}] {pos}/{len} chunks moved ({elapsed}) {msg}",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar()),
+        );
+        bar.set_prefix(id.to_string());
+        let deadline = tokio::time::Instant::now() + wait;
+        let mut most_left = 0;
+        while detail.node.layout.as_deref() != Some("removed") {
+            let left = detail.drain.as_ref().map_or(0, |d| d.chunks_left);
+            most_left = most_left.max(left);
+            bar.set_length(most_left);
+            bar.set_position(most_left - left);
+            bar.set_message(if detail.scan_complete {
+                String::new()
+            } else {
+                "(counting)".to_string()
+            });
+            if tokio::time::Instant::now() >= deadline {
+                bar.abandon();
+                bail!(
+                    "node {id} is still draining after {wait:?} ({left} chunk copies left); \
+                     it goes on in the background: `flexdrive admin node list` shows when it is removed"
+                );
+            }
+            tokio::time::sleep(DRAIN_POLL).await;
+            detail = self.call_json(Method::GET, &path, None::<&()>).await?;
+        }
+        bar.set_position(most_left);
+        bar.finish_and_clear();
+        Ok(if json {
+            pretty(&detail)
+        } else {
+            format!("Node {id} is drained and removed from the layout; it can be stopped now")
+        })
+    }
+}
+
+fn decode<T: DeserializeOwned>(bytes: &[u8]) -> anyhow::Result<T> {
+    serde_json::from_slice(bytes).context("the admin API answered something unexpected")
+}
+
+/// Left-aligned columns, two spaces apart.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) -> String {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        padded.join("  ").trim_end().to_string()
+    };
+    let mut out = vec![line(headers.iter().map(|h| h.to_string()).collect())];
+    out.extend(rows.into_iter().map(line));
+    out.join("\n")
+}
+
+/// Bytes for people: `1.5 GiB`.
+fn bytes(n: Option<u64>) -> String {
+    let Some(n) = n else { return "-".into() };
+    let units = ["B", "KiB", "MiB", "GiB", "TiB", "PiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < units.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 {
+        format!("{n} B")
+    } else {
+        format!("{value:.1} {}", units[unit])
+    }
+}
+
+fn members_table(members: &[MemberInfo]) -> String {
+    let rows = members
+        .iter()
+        .map(|m| {
+            vec![
+                m.id.clone(),
+                m.role.clone(),
+                m.zone.clone(),
+                m.state.clone(),
+                m.layout.clone().unwrap_or_else(|| "-".into()),
+                m.health.clone(),
+                m.http_addr.clone(),
+                bytes(m.capacity_bytes),
+                bytes(m.used_bytes),
+                bytes(m.free_bytes),
+                m.chunk_count.map_or("-".into(), |c| c.to_string()),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "ID", "ROLE", "ZONE", "STATE", "LAYOUT", "HEALTH", "ADDRESS", "CAPACITY", "USED",
+            "FREE", "CHUNKS",
+        ],
+        rows,
+    )
+}
+
+fn durability_text(r: &DurabilityReport) -> String {
+    let mut out = vec![
+        format!(
+            "Chunks below three copies: {}{}",
+            r.chunks_below_three_copies,
+            if r.complete {
+                ""
+            } else {
+                " (at least: the first pass since the last change is still counting)"
+            }
+        ),
+        format!(
+            "Repair queue: {}  (waiting for the dead-node timeout of {} s: {})",
+            r.repair_queue, r.dead_node_timeout_secs, r.waiting_for_dead_timeout
+        ),
+        format!(
+            "Repaired since start: {} chunks, {} failed attempts",
+            r.chunks_repaired, r.repair_failures
+        ),
+    ];
+    for d in &r.draining {
+        out.push(format!(
+            "Draining {}: {} chunk copies left",
+            d.node, d.chunks_left
+        ));
+    }
+    out.join("\n")
+}
+
+fn status_text(s: &Status) -> String {
+    let storage = s.members.iter().filter(|m| m.role == "storage").count();
+    let down = s
+        .members
+        .iter()
+        .filter(|m| m.role == "storage" && m.state == "down")
+        .count();
+    let p = &s.partitions;
+    let mut out = vec![
+        format!(
+            "Members: {} ({storage} storage nodes, {down} down; {} gateways)",
+            s.members.len(),
+            s.members.len() - storage
+        ),
+        members_table(&s.members),
+        String::new(),
+        format!(
+            "Partitions: {} of {} with quorum, {} with all three replicas alive",
+            p.with_quorum, p.total, p.fully_replicated
+        ),
+    ];
+    if !p.without_quorum.is_empty() {
+        out.push(format!("  without quorum: {:?}", p.without_quorum));
+    }
+    out.push(durability_text(&s.durability));
+    out.push(format!("GC queue: {} ({})", s.gc.queue, s.gc.note));
+    out.join("\n")
+}
+
+fn bucket_text(b: &BucketInfo) -> String {
+    format!(
+        "Bucket:      {}\nCreated:     {}\nOwner:       {}\nVersioning:  {}\nObjects:     {}{}\nBytes:       {} ({})",
+        b.name,
+        b.created,
+        b.owner,
+        b.versioning,
+        b.objects,
+        if b.complete {
+            ""
+        } else {
+            " (at least: the count stopped at its bound)"
+        },
+        b.bytes,
+        bytes(Some(b.bytes)),
+    )
 }
 
 /// `FK...  name  created 2025-...  buckets: photos (read, write)`.

@@ -12,6 +12,7 @@ use anyhow::Context;
 use chunkstore::{StorageConfig, StorageNode};
 use gateway::{GatewayConfig, RunningGateway};
 use membership::{LoadReport, Membership, Role, Snapshot};
+use telemetry::prometheus::Registry;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
@@ -40,7 +41,17 @@ pub struct GossipConfig {
 pub struct StorageRole {
     pub node: Arc<StorageNode>,
     pub membership: Arc<Membership>,
+    /// This node's metrics and its membership view's, for its own admin port.
+    registry: Registry,
+    admin: Option<AdminPort>,
     load_task: JoinHandle<()>,
+}
+
+/// An admin port that serves only `/metrics` and `/health/*`.
+struct AdminPort {
+    addr: SocketAddr,
+    stop: watch::Sender<bool>,
+    task: JoinHandle<()>,
 }
 
 impl StorageRole {
@@ -59,6 +70,9 @@ impl StorageRole {
         .await
         .context("starting membership")?;
         let membership = Arc::new(membership);
+        let registry = Registry::new();
+        node.metrics().bundle().register(&registry)?;
+        telemetry::membership_metrics(membership.watch()).register(&registry)?;
         let load_task = {
             let node = node.clone();
             let membership = membership.clone();
@@ -79,6 +93,8 @@ impl StorageRole {
         Ok(StorageRole {
             node,
             membership,
+            registry,
+            admin: None,
             load_task,
         })
     }
@@ -87,8 +103,30 @@ impl StorageRole {
         self.membership.local_addr()
     }
 
+    /// Serves this node's `/metrics`, `/health/live` and `/health/ready` on
+    /// `addr` (port 0 picks one); returns the address bound.
+    pub async fn serve_admin(&mut self, addr: SocketAddr) -> anyhow::Result<SocketAddr> {
+        anyhow::ensure!(self.admin.is_none(), "the admin port is already served");
+        let listener = telemetry::bind(addr).await?;
+        let addr = listener.local_addr()?;
+        let (stop, stopped) = watch::channel(false);
+        let ops = telemetry::Ops::new(self.registry.clone(), self.node.readiness());
+        let task = telemetry::serve_ops(listener, ops, stopped);
+        self.admin = Some(AdminPort { addr, stop, task });
+        Ok(addr)
+    }
+
+    /// The admin port's address, once [`StorageRole::serve_admin`] has bound it.
+    pub fn admin_addr(&self) -> Option<SocketAddr> {
+        self.admin.as_ref().map(|a| a.addr)
+    }
+
     /// Leaves the cluster (or, with `crash`, just goes silent), then stops serving.
     async fn stop(self, crash: bool) {
+        if let Some(admin) = self.admin {
+            let _ = admin.stop.send(true);
+            let _ = admin.task.await;
+        }
         self.load_task.abort();
         // The load task holds clones; once it has ended they are ours alone.
         let _ = self.load_task.await;
@@ -184,6 +222,8 @@ pub struct EmbeddedConfig {
     pub admin_token: Option<String>,
     /// Lifecycle worker timing (tests shorten the day).
     pub lifecycle: gateway::lifecycle::LifecycleConfig,
+    /// Durability worker timing and dead-node timeout (tests shorten them).
+    pub repair: gateway::repair::RepairConfig,
 }
 
 /// One gateway and N storage nodes in this process, on loopback.
@@ -231,6 +271,7 @@ impl Embedded {
                 admin_addr: config.admin_addr,
                 admin_token: config.admin_token,
                 lifecycle: config.lifecycle,
+                repair: config.repair,
             },
             GossipConfig {
                 bind_addr: loopback,
@@ -241,6 +282,13 @@ impl Embedded {
             },
         )
         .await?;
+        // One registry for the process: the storage nodes' metrics join the gateway's.
+        for role in storage.iter().flatten() {
+            role.node
+                .metrics()
+                .bundle()
+                .register(gateway.gateway.registry())?;
+        }
         gateway
             .wait_ready(config.storage_nodes, STARTUP_TIMEOUT)
             .await?;
@@ -265,6 +313,10 @@ impl Embedded {
             self.probe_period,
         )
         .await?;
+        role.node
+            .metrics()
+            .bundle()
+            .register(self.gateway.gateway.registry())?;
         self.storage.push(Some(role));
         Ok(())
     }
@@ -284,6 +336,12 @@ impl Embedded {
     /// Stops storage node `index` (0-based) as a crash would: no goodbye.
     pub async fn kill_storage(&mut self, index: usize) {
         if let Some(role) = self.storage.get_mut(index).and_then(Option::take) {
+            // Its series leave /metrics; membership shows it down.
+            let _ = role
+                .node
+                .metrics()
+                .bundle()
+                .unregister(self.gateway.gateway.registry());
             role.stop(true).await;
         }
     }

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use clap::{Args, Parser, Subcommand};
-use flexdrive::admin_client::{AdminClient, KeyAction};
+use flexdrive::admin_client::{AdminClient, ClusterAction, KeyAction};
 use flexdrive::{Embedded, EmbeddedConfig, GatewayRole, GossipConfig, StorageRole};
 use serde::Deserialize;
 
@@ -77,9 +77,52 @@ struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
+    /// Members, partitions, chunks below three copies, repair and GC queues.
+    Status,
+    /// Storage nodes.
+    #[command(subcommand)]
+    Node(NodeCommand),
     /// Access keys.
     #[command(subcommand)]
     Key(KeyCommand),
+    /// Buckets.
+    #[command(subcommand)]
+    Bucket(BucketCommand),
+    /// Chunks below three copies and the repair queue.
+    Repair,
+    /// Garbage collection queue.
+    Gc,
+}
+
+#[derive(Subcommand)]
+enum NodeCommand {
+    /// Every member: role, zone, state, addresses, capacity.
+    List,
+    /// Decommission a storage node: copy its chunks elsewhere, then take it
+    /// out of the layout; waits with a progress bar until it is drained.
+    Remove {
+        id: String,
+        /// Longest wait, in seconds (the drain goes on in the background after it).
+        #[arg(long, default_value_t = 3600)]
+        timeout: u64,
+    },
+}
+
+#[derive(Subcommand)]
+enum BucketCommand {
+    List,
+    /// Owner, versioning, object count and bytes.
+    Info {
+        name: String,
+    },
+    /// Create a bucket owned by the root key.
+    Create {
+        name: String,
+    },
+    /// Delete an empty bucket.
+    Delete {
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -140,12 +183,15 @@ struct S3Args {
     /// Base domain for virtual-hosted-style requests (repeatable) [default: localhost].
     #[arg(long = "domain", env = "FLEXDRIVE_DOMAINS", value_delimiter = ',')]
     domains: Vec<String>,
-    /// Admin API listen address [server default: 127.0.0.1:9001; gateway: off].
+    /// Admin API, /metrics and /health/* listen address [server default: 127.0.0.1:9001; gateway: off].
     #[arg(long, env = "FLEXDRIVE_ADMIN_ADDR")]
     admin_addr: Option<SocketAddr>,
     /// Admin API bearer token [server default: generated on first start and kept in the data dir].
     #[arg(long, env = "FLEXDRIVE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
+    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
+    dead_node_timeout: Option<u64>,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -179,6 +225,9 @@ struct StorageArgs {
     /// Capacity to report, in bytes [default: the filesystem's size].
     #[arg(long, env = "FLEXDRIVE_CAPACITY")]
     capacity: Option<u64>,
+    /// Address for /metrics, /health/live and /health/ready [default: off].
+    #[arg(long, env = "FLEXDRIVE_ADMIN_ADDR")]
+    admin_addr: Option<SocketAddr>,
     #[command(flatten)]
     #[serde(flatten)]
     cluster: ClusterArgs,
@@ -264,6 +313,7 @@ fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
         },
         admin_addr: flags.admin_addr.or(file.admin_addr),
         admin_token: flags.admin_token.or(file.admin_token),
+        dead_node_timeout: flags.dead_node_timeout.or(file.dead_node_timeout),
     }
 }
 
@@ -287,6 +337,14 @@ fn chunk_size(s3: &S3Args) -> anyhow::Result<usize> {
         bail!("--chunk-size must be between 4096 and 67108864 bytes, got {size}");
     }
     Ok(size)
+}
+
+fn repair(s3: &S3Args) -> gateway::repair::RepairConfig {
+    let mut config = gateway::repair::RepairConfig::default();
+    if let Some(secs) = s3.dead_node_timeout {
+        config.dead_after = Duration::from_secs(secs);
+    }
+    config
 }
 
 fn domains(s3: &S3Args) -> Vec<String> {
@@ -390,6 +448,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         admin_addr: Some(admin_addr),
         admin_token: Some(admin_token.clone()),
         lifecycle: Default::default(),
+        repair: repair(&s3),
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -427,7 +486,8 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
         .http_addr
         .or(file.http_addr)
         .context("--http-addr (or FLEXDRIVE_HTTP_ADDR) is required")?;
-    let role = StorageRole::start(
+    let admin_addr = flags.admin_addr.or(file.admin_addr);
+    let mut role = StorageRole::start(
         chunkstore::StorageConfig {
             data_dir,
             http_addr,
@@ -443,6 +503,10 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
         role.node.http_addr(),
         role.gossip_addr()
     );
+    if let Some(addr) = admin_addr {
+        let addr = role.serve_admin(addr).await?;
+        println!("  Admin port:   http://{addr} (/metrics, /health/live, /health/ready)");
+    }
     wait_for_signal().await;
     eprintln!("flexdrive: shutting down");
     role.shutdown().await;
@@ -467,6 +531,7 @@ async fn gateway(flags: GatewayArgs, file: GatewayArgs) -> anyhow::Result<()> {
             region: s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
             domains: domains(&s3),
             lifecycle: Default::default(),
+            repair: repair(&s3),
             admin_addr: s3.admin_addr,
             admin_token: match (s3.admin_addr, given_admin_token(&s3)?) {
                 (Some(_), None) => {
@@ -503,7 +568,32 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
     };
     let client = AdminClient::new(&args.admin_endpoint, &token)?;
-    let AdminCommand::Key(command) = args.command;
+    let command = match args.command {
+        AdminCommand::Key(command) => command,
+        AdminCommand::Status => {
+            return print_cluster(&client, ClusterAction::Status, args.json).await;
+        }
+        AdminCommand::Node(NodeCommand::List) => {
+            return print_cluster(&client, ClusterAction::NodeList, args.json).await;
+        }
+        AdminCommand::Node(NodeCommand::Remove { id, timeout }) => {
+            let wait = Duration::from_secs(timeout);
+            return print_cluster(&client, ClusterAction::NodeRemove { id, wait }, args.json).await;
+        }
+        AdminCommand::Bucket(command) => {
+            let action = match command {
+                BucketCommand::List => ClusterAction::BucketList,
+                BucketCommand::Info { name } => ClusterAction::BucketInfo { name },
+                BucketCommand::Create { name } => ClusterAction::BucketCreate { name },
+                BucketCommand::Delete { name } => ClusterAction::BucketDelete { name },
+            };
+            return print_cluster(&client, action, args.json).await;
+        }
+        AdminCommand::Repair => {
+            return print_cluster(&client, ClusterAction::Repair, args.json).await;
+        }
+        AdminCommand::Gc => return print_cluster(&client, ClusterAction::Gc, args.json).await,
+    };
     let action = match command {
         KeyCommand::Create { name } => KeyAction::Create { name },
         KeyCommand::List => KeyAction::List,
@@ -530,6 +620,15 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         }
     };
     println!("{}", client.run(action, args.json).await?);
+    Ok(())
+}
+
+async fn print_cluster(
+    client: &AdminClient,
+    action: ClusterAction,
+    json: bool,
+) -> anyhow::Result<()> {
+    println!("{}", client.run_cluster(action, json).await?);
     Ok(())
 }
 

@@ -34,6 +34,46 @@ fn field(text: &str, label: &str) -> Option<String> {
         .map(|v| v.trim().to_string())
 }
 
+/// Reads the child's stdout until a line has `label` (bounded); the child
+/// is killed when the returned guard drops.
+fn banner(mut child: Child, label: &str) -> (Server, String) {
+    let stdout = child.stdout.take().unwrap();
+    let server = Server(child);
+    // Read on a thread so the wait is bounded.
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    let mut banner = String::new();
+    while field(&banner, label).is_none() {
+        let line = rx
+            .recv_timeout(STARTUP_TIMEOUT)
+            .unwrap_or_else(|_| panic!("flexdrive did not start; it printed:\n{banner}"));
+        banner.push_str(&line);
+        banner.push('\n');
+    }
+    (server, banner)
+}
+
+/// A plain HTTP/1.1 GET; the whole answer (status line, headers, body).
+fn http_get(addr: &str, path: &str) -> String {
+    use std::io::{Read, Write};
+    let mut socket = std::net::TcpStream::connect(addr).expect("connect");
+    socket.set_read_timeout(Some(REQUEST_TIMEOUT)).unwrap();
+    write!(
+        socket,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    socket.read_to_string(&mut answer).expect("read answer");
+    answer
+}
+
 fn flexdrive(dir: &std::path::Path, admin: &str, args: &[&str]) -> Output {
     Command::new(BIN)
         .args(["admin", "--admin-endpoint", admin, "--data-dir"])
@@ -48,7 +88,7 @@ fn flexdrive(dir: &std::path::Path, admin: &str, args: &[&str]) -> Output {
 #[test]
 fn admin_key_create_prints_a_key_that_works() {
     let dir = tempfile::tempdir().unwrap();
-    let mut child = Command::new(BIN)
+    let child = Command::new(BIN)
         .args([
             "server",
             "--s3-addr",
@@ -65,26 +105,7 @@ fn admin_key_create_prints_a_key_that_works() {
         .stderr(Stdio::null())
         .spawn()
         .expect("start flexdrive server");
-    let stdout = child.stdout.take().unwrap();
-    let _server = Server(child);
-
-    // The banner, read on a thread so the wait is bounded.
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
-    let mut banner = String::new();
-    while field(&banner, "Admin token:").is_none() {
-        let line = rx
-            .recv_timeout(STARTUP_TIMEOUT)
-            .unwrap_or_else(|_| panic!("server did not start; it printed:\n{banner}"));
-        banner.push_str(&line);
-        banner.push('\n');
-    }
+    let (_server, banner) = banner(child, "Admin token:");
     let s3 = field(&banner, "S3 endpoint:").unwrap();
     let admin = field(&banner, "Admin API:").unwrap();
 
@@ -126,6 +147,39 @@ fn admin_key_create_prints_a_key_that_works() {
     assert!(listed.status.success());
     assert!(String::from_utf8_lossy(&listed.stdout).contains(&access_key));
 
+    // The cluster at a glance: three storage nodes and the gateway, alive.
+    let status = flexdrive(dir.path(), &admin, &["status"]);
+    let text = String::from_utf8_lossy(&status.stdout);
+    assert!(status.status.success(), "{text}");
+    assert!(
+        text.contains("3 storage nodes, 0 down; 1 gateways"),
+        "{text}"
+    );
+    assert!(
+        text.contains("Partitions: 257 of 257 with quorum"),
+        "{text}"
+    );
+    assert!(text.contains("Chunks below three copies: 0"), "{text}");
+    let nodes = flexdrive(dir.path(), &admin, &["node", "list"]);
+    let text = String::from_utf8_lossy(&nodes.stdout);
+    assert!(nodes.status.success(), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert!(
+        lines[0].starts_with("ID") && lines[0].contains("HEALTH"),
+        "{text}"
+    );
+    let storage = lines.iter().filter(|l| l.contains(" storage ")).count();
+    assert_eq!(storage, 3, "{text}");
+    assert!(
+        lines
+            .iter()
+            .filter(|l| l.contains(" storage "))
+            .all(|l| l.contains(" alive "))
+    );
+    let listed = flexdrive(dir.path(), &admin, &["node", "list", "--json"]);
+    let json: serde_json::Value = serde_json::from_slice(&listed.stdout).expect("JSON");
+    assert_eq!(json["nodes"].as_array().map(Vec::len), Some(4), "{json}");
+
     let refused = Command::new(BIN)
         .args([
             "admin",
@@ -141,4 +195,43 @@ fn admin_key_create_prints_a_key_that_works() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert_eq!(stderr.trim().lines().count(), 1, "{stderr}");
     assert!(stderr.contains("refused the token"), "{stderr}");
+}
+
+#[test]
+fn storage_takes_admin_addr_and_serves_metrics_and_health() {
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new(BIN)
+        .args(["storage", "--data-dir"])
+        .arg(dir.path())
+        .args([
+            "--http-addr",
+            "127.0.0.1:0",
+            "--gossip-addr",
+            "127.0.0.1:0",
+            "--cluster-secret",
+            "admin-cli-test-cluster-secret",
+            "--admin-addr",
+            "127.0.0.1:0",
+        ])
+        .env_remove("FLEXDRIVE_ADMIN_ADDR")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("start flexdrive storage");
+    let (_storage, banner) = banner(child, "Admin port:");
+    let url = field(&banner, "Admin port:").unwrap();
+    let addr = url
+        .split_whitespace()
+        .next()
+        .and_then(|u| u.strip_prefix("http://"))
+        .expect("admin address printed");
+
+    let ready = http_get(addr, "/health/ready");
+    assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+    let metrics = http_get(addr, "/metrics");
+    assert!(metrics.starts_with("HTTP/1.1 200"), "{metrics}");
+    assert!(
+        metrics.contains("flexdrive_storage_capacity_bytes{node="),
+        "{metrics}"
+    );
 }

@@ -108,6 +108,37 @@ impl NodeClient {
         id: ChunkId,
         range: Option<(u64, u64)>,
     ) -> Result<Bytes, ClientError> {
+        self.get_verified(node, id, range)
+            .await
+            .map(|(answer, _)| answer.body)
+    }
+
+    /// Copies a whole chunk from `from` to `to` (durably), verified on the
+    /// way, keeping the owner the source's file names: a repair's copy.
+    pub async fn copy_chunk(
+        &self,
+        from: SocketAddr,
+        to: SocketAddr,
+        id: ChunkId,
+    ) -> Result<(), ClientError> {
+        let (answer, crc) = self.get_verified(from, id, None).await?;
+        let owner: ChunkOwner = answer
+            .headers
+            .get(wire::header::OWNER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| hex::decode(v).ok())
+            .and_then(|v| postcard::from_bytes(&v).ok())
+            .ok_or_else(|| ClientError::Status(from, 200, "answer without x-fd-owner".into()))?;
+        self.put_chunk(to, id, &owner, answer.body, crc).await
+    }
+
+    /// A chunk read (see [`NodeClient::get_chunk`]) and the whole chunk's crc32c.
+    async fn get_verified(
+        &self,
+        node: SocketAddr,
+        id: ChunkId,
+        range: Option<(u64, u64)>,
+    ) -> Result<(Answer, u32), ClientError> {
         let path = match range {
             None => format!("/chunks/{id}"),
             Some((offset, len)) => format!("/chunks/{id}?offset={offset}&len={len}"),
@@ -127,7 +158,7 @@ impl NodeClient {
         if !complete {
             return Err(ClientError::Corrupt(node));
         }
-        Ok(answer.body)
+        Ok((answer, crc))
     }
 
     /// Deletes a chunk; deleting a missing chunk succeeds.

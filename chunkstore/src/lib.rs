@@ -6,9 +6,11 @@
 pub mod auth;
 pub mod chunk;
 pub mod client;
+mod health;
 pub mod limits;
 pub mod merge;
 pub mod meta;
+pub mod metrics;
 pub mod placement;
 pub mod server;
 mod sync;

@@ -70,3 +70,10 @@ pub const MAX_EMPTY_BODY: u64 = 4 * 1024;
 /// Pause after a failed accept (e.g. out of file descriptors) before retrying,
 /// so the accept loop does not spin.
 pub const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// How long a readiness result is reused: probes come every few seconds from
+/// several sources, and each check writes and fsyncs a file.
+pub const READY_CACHE: Duration = Duration::from_secs(2);
+
+/// File in the data dir that the readiness check writes, fsyncs and removes.
+pub const READY_PROBE_FILE: &str = ".ready-probe";

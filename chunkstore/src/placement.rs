@@ -23,6 +23,24 @@ pub struct LayoutEntry {
     pub id: String,
     pub zone: String,
     pub http_addr: SocketAddr,
+    /// Whether the node holds partitions and takes new chunks.
+    #[serde(default)]
+    pub state: NodeState,
+}
+
+/// Where a storage node is in its life in the layout.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum NodeState {
+    /// Holds partitions and takes new chunks.
+    #[default]
+    Active,
+    /// Being decommissioned: no partitions, no new chunks; its chunks are
+    /// copied elsewhere, then it is removed.
+    Draining,
+    /// Out of the layout for good; kept as a record so that it is not
+    /// added again while it still runs.
+    Removed,
 }
 
 /// The partition a partitioned record belongs to: its key's first two bytes.
@@ -52,8 +70,9 @@ pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     h ^ (h >> 31)
 }
 
-/// The `n` nodes with the highest score for this partition, distinct zones
-/// first; a node joining or leaving moves only the partitions it wins or loses.
+/// The `n` active nodes with the highest score for this partition, distinct
+/// zones first; a node joining or leaving moves only the partitions it wins
+/// or loses. Draining and removed nodes hold no partitions.
 pub fn replicas<'a>(
     partition: u16,
     nodes: impl IntoIterator<Item = &'a LayoutEntry>,
@@ -61,6 +80,7 @@ pub fn replicas<'a>(
 ) -> Vec<String> {
     let mut scored: Vec<(u64, &LayoutEntry)> = nodes
         .into_iter()
+        .filter(|e| e.state == NodeState::Active)
         .map(|e| (stable_hash(&[&partition.to_be_bytes(), e.id.as_bytes()]), e))
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
@@ -88,6 +108,7 @@ mod tests {
             id: id.into(),
             zone: zone.into(),
             http_addr: "127.0.0.1:1".parse().unwrap(),
+            state: NodeState::Active,
         }
     }
 
@@ -119,6 +140,18 @@ mod tests {
             let chosen = replicas(p, &nodes, 3);
             let zones: HashSet<u8> = chosen.iter().map(|id| id.as_bytes()[0]).collect();
             assert_eq!(zones.len(), 3, "partition {p}: {chosen:?}");
+        }
+    }
+
+    #[test]
+    fn draining_and_removed_nodes_hold_no_partitions() {
+        let mut nodes: Vec<LayoutEntry> = (0..5).map(|i| entry(&format!("n{i}"), "z")).collect();
+        nodes[1].state = NodeState::Draining;
+        nodes[2].state = NodeState::Removed;
+        for p in 0..=PARTITIONS {
+            let chosen = replicas(p, &nodes, 3);
+            assert_eq!(chosen.len(), 3);
+            assert!(!chosen.contains(&"n1".to_string()) && !chosen.contains(&"n2".to_string()));
         }
     }
 

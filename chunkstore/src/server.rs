@@ -5,7 +5,7 @@
 //! | request | answer |
 //! |---|---|
 //! | `PUT /chunks/{id}` + `x-fd-crc32c`, `x-fd-owner`, body = data | 204 once durable; 400 checksum mismatch |
-//! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk; 404; 409 corrupt; 416 bad range |
+//! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk, `x-fd-owner`; 404; 409 corrupt; 416 bad range |
 //! | `DELETE /chunks/{id}` | 204 (also when missing) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/objects/cas` body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
@@ -13,6 +13,9 @@
 //! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>` |
 //! | `GET /status` | 200 postcard [`NodeStatus`] |
 //! | `GET /health/live` | 200 `ok`, no signature needed |
+//!
+//! Metrics and `/health/ready` are served on the process's admin port
+//! ([`StorageNode::metrics`], [`StorageNode::readiness`]).
 //!
 //! A request that fails verification answers 403 and changes nothing; a body
 //! over its limit answers 413; unknown paths and tables 404; bad ids and
@@ -22,8 +25,8 @@ use std::convert::Infallible;
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
 use anyhow::Context;
@@ -44,6 +47,7 @@ use crate::limits::{
     MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
+use crate::metrics::StorageMetrics;
 use crate::wire::{self, CasOutcome, CasRequest, ChunkId, ChunkOwner, NodeStatus, Record, Table};
 
 #[derive(Clone, Debug)]
@@ -73,6 +77,7 @@ struct State {
     chunks: ChunkStore,
     meta: Arc<MetaStore>,
     in_flight: AtomicU32,
+    metrics: StorageMetrics,
 }
 
 impl StorageNode {
@@ -95,14 +100,20 @@ impl StorageNode {
             .with_context(|| format!("bind storage node to {}", config.http_addr))?;
         let addr = listener.local_addr()?;
 
-        let state = Arc::new(State {
-            node_id,
-            secret: config.cluster_secret,
-            data_dir: config.data_dir,
-            capacity_bytes: config.capacity_bytes,
-            chunks,
-            meta: Arc::new(meta),
-            in_flight: AtomicU32::new(0),
+        let state = Arc::new_cyclic(|weak: &Weak<State>| {
+            // Weak: the registry must not keep the node (and redb) alive.
+            let weak = weak.clone();
+            let metrics = StorageMetrics::new(&node_id, move || weak.upgrade().map(|s| s.status()));
+            State {
+                node_id,
+                secret: config.cluster_secret,
+                data_dir: config.data_dir,
+                capacity_bytes: config.capacity_bytes,
+                chunks,
+                meta: Arc::new(meta),
+                in_flight: AtomicU32::new(0),
+                metrics,
+            }
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(listener, state.clone(), stop_rx.clone()));
@@ -139,6 +150,20 @@ impl StorageNode {
 
     pub fn status(&self) -> NodeStatus {
         self.state.status()
+    }
+
+    /// This node's metrics, to register in the process's registry.
+    pub fn metrics(&self) -> &StorageMetrics {
+        &self.state.metrics
+    }
+
+    /// `/health/ready` of this node: its data dir takes a durable write and
+    /// its metadata store reads (checked at most every [`crate::limits::READY_CACHE`]).
+    pub fn readiness(&self) -> Arc<dyn telemetry::Readiness> {
+        Arc::new(crate::health::StorageReadiness::new(
+            self.state.data_dir.clone(),
+            Arc::downgrade(&self.state.meta),
+        ))
     }
 
     /// Stops accepting, waits for requests in flight (bounded), closes redb.
@@ -410,8 +435,16 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
     let query = Query::parse(parts.uri.query().unwrap_or(""))?;
 
     match route {
-        Route::PutChunk(id) => put_chunk(state, &parts.headers, id, body).await,
-        Route::GetChunk(id) => get_chunk(state, &query, id).await,
+        Route::PutChunk(id) => {
+            let result = put_chunk(state, &parts.headers, id, body).await;
+            state.metrics.count(true, &result);
+            result
+        }
+        Route::GetChunk(id) => {
+            let result = get_chunk(state, &query, id).await;
+            state.metrics.count(false, &result);
+            result
+        }
         Route::DeleteChunk(id) => match state.chunks.delete(id).await {
             Ok(_) => Ok(empty(StatusCode::NO_CONTENT)),
             Err(e) => Err(chunk_error(e)),
@@ -536,6 +569,12 @@ async fn get_chunk(state: &State, query: &Query, id: ChunkId) -> Result<Resp, Re
         headers.insert(wire::header::CRC32C, v);
     }
     headers.insert(wire::header::SIZE, http::HeaderValue::from(read.size));
+    // The owner goes along so that a repair's copy keeps it (hex is a valid value).
+    if let Ok(owner) = postcard::to_stdvec(&read.owner)
+        && let Ok(v) = http::HeaderValue::from_str(&hex::encode(owner))
+    {
+        headers.insert(wire::header::OWNER, v);
+    }
     Ok(resp)
 }
 

@@ -92,7 +92,7 @@ async fn read_layout(meta: &Arc<MetaStore>) -> anyhow::Result<Vec<LayoutEntry>> 
 fn fingerprint(layout: &[LayoutEntry]) -> u64 {
     let mut parts: Vec<String> = layout
         .iter()
-        .map(|e| format!("{}|{}|{}", e.id, e.zone, e.http_addr))
+        .map(|e| format!("{}|{}|{}|{:?}", e.id, e.zone, e.http_addr, e.state))
         .collect();
     parts.sort();
     let joined = parts.join(";");

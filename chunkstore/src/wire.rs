@@ -143,7 +143,8 @@ pub mod header {
     pub const CRC32C: &str = "x-fd-crc32c";
     /// Total size of the chunk in bytes, answered by GET.
     pub const SIZE: &str = "x-fd-size";
-    /// Owner of a chunk on PUT: hex of the postcard-encoded [`super::ChunkOwner`].
+    /// Owner of a chunk on PUT (and answered by GET): hex of the
+    /// postcard-encoded [`super::ChunkOwner`].
     pub const OWNER: &str = "x-fd-owner";
 }
 

@@ -1,8 +1,10 @@
 """Starts a real `flexdrive server` (release binary) once per test session
 on a free loopback port, and gives each test a boto3 client and a fresh
 bucket. Set FLEXDRIVE_ENDPOINT (+ AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY)
-to run against a server that is already up instead."""
+to run against a server that is already up instead (with
+FLEXDRIVE_ADMIN_ENDPOINT and FLEXDRIVE_ADMIN_TOKEN for the admin tests)."""
 
+import json
 import os
 import secrets
 import shutil
@@ -19,6 +21,9 @@ from botocore.config import Config
 
 REPO = Path(__file__).resolve().parents[2]
 START_TIMEOUT_S = 60
+BINARY = Path(os.environ.get("FLEXDRIVE_BIN", REPO / "target/release/flexdrive"))
+# The admin API of the server under test: endpoint and token, once known.
+_ADMIN = {}
 
 
 def _free_port():
@@ -47,20 +52,24 @@ def server():
     if endpoint:
         yield endpoint, os.environ["AWS_ACCESS_KEY_ID"], os.environ["AWS_SECRET_ACCESS_KEY"]
         return
-    binary = Path(os.environ.get("FLEXDRIVE_BIN", REPO / "target/release/flexdrive"))
+    binary = BINARY
     if not binary.exists():
         raise RuntimeError(f"{binary} is missing: cargo build --release --bin flexdrive")
     work = tempfile.mkdtemp(prefix="flexdrive-boto3-")
     access, secret = "boto3" + secrets.token_hex(6), secrets.token_hex(20)
     endpoint = f"http://127.0.0.1:{_free_port()}"
     log = os.path.join(work, "server.log")
-    env = dict(os.environ, FLEXDRIVE_ROOT_ACCESS_KEY=access, FLEXDRIVE_ROOT_SECRET_KEY=secret)
+    # The admin API on a port and with a token the tests know.
+    admin_addr, admin_token = f"127.0.0.1:{_free_port()}", secrets.token_hex(20)
+    _ADMIN.update(endpoint=f"http://{admin_addr}", token=admin_token)
+    env = dict(os.environ, FLEXDRIVE_ROOT_ACCESS_KEY=access, FLEXDRIVE_ROOT_SECRET_KEY=secret,
+               FLEXDRIVE_ADMIN_TOKEN=admin_token)
     with open(log, "wb") as out:
         proc = subprocess.Popen(
             [str(binary), "server", "--data-dir", os.path.join(work, "data"),
              "--s3-addr", endpoint.removeprefix("http://"),
-             # Any free port: the default 9001 may be taken by another server.
-             "--admin-addr", "127.0.0.1:0"],
+             # A free port: the default 9001 may be taken by another server.
+             "--admin-addr", admin_addr],
             stdout=out, stderr=subprocess.STDOUT, env=env,
         )
     try:
@@ -74,6 +83,26 @@ def server():
             proc.kill()
             proc.wait(timeout=5)
         shutil.rmtree(work, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def admin(server):
+    """`flexdrive admin --json ...` against the server under test: runs the
+    CLI with the given arguments and returns its parsed JSON answer."""
+    endpoint = _ADMIN.get("endpoint", os.environ.get("FLEXDRIVE_ADMIN_ENDPOINT"))
+    token = _ADMIN.get("token", os.environ.get("FLEXDRIVE_ADMIN_TOKEN"))
+    if not endpoint or not token or not BINARY.exists():
+        pytest.skip("no admin API known: set FLEXDRIVE_ADMIN_ENDPOINT and FLEXDRIVE_ADMIN_TOKEN")
+
+    def run(*args):
+        out = subprocess.run(
+            [str(BINARY), "admin", "--admin-endpoint", endpoint, "--json", *args],
+            env=dict(os.environ, FLEXDRIVE_ADMIN_TOKEN=token),
+            capture_output=True, text=True, timeout=60, check=True,
+        )
+        return json.loads(out.stdout) if out.stdout.strip() else None
+
+    return run
 
 
 def make_client(endpoint, access, secret, **config):

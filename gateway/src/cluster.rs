@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use chunkstore::placement::{LayoutEntry, META_REPLICAS, PARTITIONS, replicas};
+use chunkstore::placement::{LayoutEntry, META_REPLICAS, NodeState, PARTITIONS, replicas};
 use chunkstore::{NodeClient, Record, Table};
 use membership::{MemberState, Role, Snapshot};
 use rand::seq::IndexedRandom;
@@ -16,6 +16,7 @@ use tokio::sync::watch;
 
 use crate::hlc::Hlc;
 use crate::limits::{LAYOUT_REFRESH, REPLICAS};
+use crate::metrics::GatewayMetrics;
 
 /// The storage nodes that hold partitions, and the replica set of every
 /// partition computed from them.
@@ -45,6 +46,11 @@ impl Layout {
 
     pub fn entry(&self, id: &str) -> Option<&LayoutEntry> {
         self.nodes.get(id).map(|(_, e)| e)
+    }
+
+    /// A node's state in the layout; None when the layout does not know it.
+    pub fn state(&self, id: &str) -> Option<NodeState> {
+        self.entry(id).map(|e| e.state)
     }
 
     pub fn entries(&self) -> impl Iterator<Item = &LayoutEntry> {
@@ -77,6 +83,7 @@ pub struct Cluster {
     in_flight: Mutex<HashMap<String, Arc<AtomicU32>>>,
     client: NodeClient,
     hlc: Arc<Hlc>,
+    metrics: GatewayMetrics,
 }
 
 /// Counts a request to a node while it is alive.
@@ -100,7 +107,13 @@ impl Cluster {
             in_flight: Mutex::new(HashMap::new()),
             client,
             hlc,
+            metrics: GatewayMetrics::new(),
         })
+    }
+
+    /// The gateway's metrics, for every component to count into.
+    pub fn metrics(&self) -> &GatewayMetrics {
+        &self.metrics
     }
 
     pub fn client(&self) -> &NodeClient {
@@ -199,10 +212,13 @@ impl Cluster {
     /// `exclude`: two random candidates, the less loaded wins; nodes in zones
     /// not yet used by this chunk are preferred.
     pub fn place(&self, exclude: &[NodeRef]) -> Option<NodeRef> {
+        let layout = self.layout();
+        // Draining and removed nodes take no new chunks.
         let candidates: Vec<NodeRef> = self
             .live_storage()
             .into_iter()
             .filter(|n| !exclude.iter().any(|e| e.id == n.id))
+            .filter(|n| layout.state(&n.id).is_none_or(|s| s == NodeState::Active))
             .collect();
         let fresh_zone: Vec<&NodeRef> = candidates
             .iter()
@@ -260,10 +276,19 @@ impl Cluster {
         // What membership shows now.
         let mut news = Vec::new();
         for node in &live {
+            let state = nodes
+                .get(&node.id)
+                .map(|(_, e)| e.state)
+                .unwrap_or_default();
+            if state == NodeState::Removed {
+                // Decommissioned: it stays out even while it still runs.
+                continue;
+            }
             let entry = LayoutEntry {
                 id: node.id.clone(),
                 zone: node.zone.clone(),
                 http_addr: node.addr,
+                state,
             };
             if nodes.get(&node.id).map(|(_, e)| e) != Some(&entry) {
                 let ts = self.hlc.now();
@@ -288,11 +313,59 @@ impl Cluster {
 
         if nodes != current.nodes {
             tracing::info!(nodes = nodes.len(), "layout changed");
-            let layout = Arc::new(Layout::from_nodes(nodes));
-            match self.layout.write() {
-                Ok(mut l) => *l = layout,
-                Err(poisoned) => *poisoned.into_inner() = layout,
+            self.install(nodes);
+        }
+    }
+
+    /// Records a node's new state in the layout on every live storage node
+    /// (at least [`REPLICAS`] must take it, or fewer if fewer are alive),
+    /// and in this gateway's view at once.
+    pub async fn set_node_state(&self, id: &str, state: NodeState) -> Result<(), String> {
+        let layout = self.layout();
+        let mut nodes = layout.nodes.clone();
+        let Some((_, entry)) = nodes.get(id) else {
+            return Err(format!("node {id} is not in the layout"));
+        };
+        let entry = LayoutEntry {
+            state,
+            ..entry.clone()
+        };
+        let ts = self.hlc.now();
+        let value = rmp_serde::to_vec_named(&entry).map_err(|e| e.to_string())?;
+        let record = Record {
+            key: entry.id.as_bytes().to_vec(),
+            ts,
+            value: Some(value),
+        };
+        let live = self.live_storage();
+        let mut acks = 0;
+        for node in &live {
+            match self
+                .client
+                .meta_put(node.addr, Table::Layout, std::slice::from_ref(&record))
+                .await
+            {
+                Ok(()) => acks += 1,
+                Err(e) => tracing::warn!(node = %node.id, error = %e, "layout write failed"),
             }
+        }
+        if acks < REPLICAS.min(live.len()) || acks == 0 {
+            return Err(format!(
+                "the layout change reached {acks} of {} live storage nodes",
+                live.len()
+            ));
+        }
+        tracing::info!(node = id, ?state, "layout: node state changed");
+        nodes.insert(entry.id.clone(), (ts, entry));
+        self.install(nodes);
+        Ok(())
+    }
+
+    fn install(&self, nodes: BTreeMap<String, (u64, LayoutEntry)>) {
+        let layout = Arc::new(Layout::from_nodes(nodes));
+        match self.layout.write() {
+            Ok(mut l) => *l = layout,
+            Err(poisoned) => *poisoned.into_inner() = layout,
         }
     }
 }

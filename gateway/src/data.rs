@@ -173,6 +173,7 @@ impl DataPath {
             match result {
                 Ok(()) => stored.push(node.id),
                 Err(e) => {
+                    self.cluster.metrics().chunk_error(&node.id, "write");
                     tracing::warn!(node = %node.id, chunk = %id, error = %e, "chunk write failed; placing elsewhere");
                     if tried.len() < MAX_PLACEMENT_ATTEMPTS
                         && let Some(other) = self.cluster.place(&tried)
@@ -299,6 +300,7 @@ async fn fetch_piece(
         match cluster.client().get_chunk(addr, chunk.id, range).await {
             Ok(bytes) if bytes.len() as u64 == to - from => {
                 if whole && crc32c::crc32c(&bytes) != chunk.crc32c {
+                    cluster.metrics().chunk_error(node, "read");
                     tracing::warn!(node = %node, chunk = %chunk.id, "chunk checksum mismatch; trying next replica");
                     last_error = format!("checksum mismatch on {node}");
                     continue;
@@ -306,9 +308,11 @@ async fn fetch_piece(
                 return Ok(bytes);
             }
             Ok(bytes) => {
+                cluster.metrics().chunk_error(node, "read");
                 last_error = format!("short read from {node}: {} bytes", bytes.len());
             }
             Err(e) => {
+                cluster.metrics().chunk_error(node, "read");
                 tracing::warn!(node = %node, chunk = %chunk.id, error = %e, "chunk read failed; trying next replica");
                 last_error = e.to_string();
             }

@@ -29,6 +29,7 @@ use crate::model::{
     ObjectVersion, Purged, UploadRecord, Versioning,
 };
 use crate::s3::Inner;
+use crate::table::Tables;
 
 /// How often the worker runs and what a "day" of a rule is.
 #[derive(Clone, Debug)]
@@ -158,6 +159,26 @@ struct Cursor {
     position: Option<Vec<u8>>,
 }
 
+/// One page of bucket records from `position` (a key in the buckets' range)
+/// on, and where the next page starts. Background workers walk buckets this
+/// way, resuming at a bucket's key.
+pub(crate) async fn bucket_page(
+    tables: &Tables,
+    position: &[u8],
+) -> S3Result<(Vec<BucketRecord>, Option<Vec<u8>>)> {
+    let (_, end) = model::bucket_range();
+    let page = tables
+        .scan(Table::Buckets, SYSTEM_PARTITION, position, &end, SCAN_BATCH)
+        .await?;
+    let buckets = page
+        .records
+        .iter()
+        .filter_map(|r| r.value.as_deref())
+        .filter_map(model::decode::<BucketRecord>)
+        .collect();
+    Ok((buckets, page.next))
+}
+
 /// Runs passes until the task is dropped.
 pub(crate) async fn run(inner: Arc<Inner>, config: LifecycleConfig) {
     let mut cursor = Cursor::default();
@@ -173,33 +194,17 @@ pub(crate) async fn run(inner: Arc<Inner>, config: LifecycleConfig) {
 /// One bounded pass; returns where the next one starts.
 async fn pass(inner: &Inner, config: &LifecycleConfig, from: Cursor) -> S3Result<Cursor> {
     let mut budget = config.records_per_pass;
-    let (start, end) = model::bucket_range();
+    let (start, _) = model::bucket_range();
     let mut position = model::bucket_key(&from.bucket).max(start);
     for _ in 0..MAX_SCAN_ROUNDS {
-        let page = inner
-            .tables
-            .scan(
-                Table::Buckets,
-                SYSTEM_PARTITION,
-                &position,
-                &end,
-                SCAN_BATCH,
-            )
-            .await?;
-        for record in &page.records {
-            let Some(bucket) = record
-                .value
-                .as_deref()
-                .and_then(model::decode::<BucketRecord>)
-            else {
-                continue;
-            };
+        let (buckets, next) = bucket_page(&inner.tables, &position).await?;
+        for bucket in &buckets {
             let resume = (bucket.name == from.bucket).then(|| from.clone());
-            if let Some(stopped) = bucket_pass(inner, config, &bucket, resume, &mut budget).await? {
+            if let Some(stopped) = bucket_pass(inner, config, bucket, resume, &mut budget).await? {
                 return Ok(stopped);
             }
         }
-        match page.next {
+        match next {
             Some(next) => position = next,
             None => break,
         }

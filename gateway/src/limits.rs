@@ -51,6 +51,9 @@ pub const MAX_SCAN_ROUNDS: usize = 64;
 pub const MAX_PART_NUMBER: i32 = 10_000;
 pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 
+/// Parts per page of ListParts and GetObjectAttributes (S3's own limit).
+pub const MAX_LIST_PARTS: i32 = 1000;
+
 /// How often the gateway refreshes the layout from storage nodes.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);
 
@@ -103,3 +106,48 @@ pub const MAX_KEY_NAME_LEN: usize = 128;
 
 /// Largest admin API request body (they are small JSON documents).
 pub const MAX_ADMIN_BODY: usize = 64 * 1024;
+
+/// Time between durability passes (counting chunks below three copies and
+/// repairing them). A change of the cluster (a node down or back, a
+/// decommission) starts a pass at once, so this only bounds how stale the
+/// figure gets while nothing changes.
+pub const REPAIR_INTERVAL: Duration = Duration::from_secs(60);
+
+/// How often the durability worker looks at membership and the layout for
+/// changes that start a pass early.
+pub const REPAIR_VIEW_CHECK: Duration = Duration::from_secs(1);
+
+/// How long a storage node must be down before its chunks are copied
+/// elsewhere and it is drained out of the layout: long enough that a restart
+/// or a short network cut does not move data.
+pub const DEAD_NODE_TIMEOUT: Duration = Duration::from_secs(10 * 60);
+
+/// Object and part records one durability pass looks at, at most; the next
+/// pass goes on where this one stopped (as the lifecycle worker does).
+pub const REPAIR_RECORDS_PER_PASS: usize = 20_000;
+
+/// Chunks one pass copies at most; the rest wait for the next pass, so a
+/// big repair never floods the storage nodes.
+pub const REPAIR_CHUNKS_PER_PASS: usize = 2_000;
+
+/// Chunk copies in flight at once during a repair.
+pub const REPAIR_CONCURRENCY: usize = 4;
+
+/// Copies tried for one missing replica (other targets, other sources)
+/// before the chunk waits for the next pass.
+pub const REPAIR_ATTEMPTS: usize = 3;
+
+/// Fewest active storage nodes a cluster keeps: a node is drained (by an
+/// operator or after the dead-node timeout) only if this many stay.
+pub const MIN_ACTIVE_NODES: usize = REPLICAS;
+
+/// How long the gateway's readiness result is reused (it costs a metadata
+/// quorum read); the chart probes every 5 s.
+pub const READY_CACHE: Duration = Duration::from_secs(2);
+
+/// Partitions without quorum the admin status names (the count is always whole).
+pub const MAX_LISTED_PARTITIONS: usize = 32;
+
+/// Object records `GET /v1/buckets/{name}` counts at most; past this the
+/// answer says its numbers are a lower bound.
+pub const ADMIN_BUCKET_SCAN_RECORDS: usize = 100_000;

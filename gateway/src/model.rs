@@ -231,6 +231,10 @@ pub struct ObjectData {
     /// Sizes of the multipart parts in order; empty for a single PUT.
     #[serde(default)]
     pub part_sizes: Vec<u64>,
+    /// The parts' checksums in the upload's algorithm, in order (as for
+    /// GetObjectAttributes); empty unless the upload had a ChecksumAlgorithm.
+    #[serde(default)]
+    pub part_checksums: Vec<Vec<(String, String)>>,
     pub chunks: Vec<ChunkRef>,
     /// Object tags, in the order given.
     #[serde(default)]

@@ -2,7 +2,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use hyper_util::rt::{TokioExecutor, TokioIo};
 use hyper_util::server::conn::auto::Builder as ConnBuilder;
@@ -17,10 +17,12 @@ use tokio::task::JoinHandle;
 
 use crate::cluster::Cluster;
 use crate::data::DataPath;
+use crate::health::GatewayReadiness;
 use crate::hlc::Hlc;
 use crate::keys::KeyStore;
 use crate::lifecycle::LifecycleConfig;
 use crate::limits::MAX_POST_OBJECT_SIZE;
+use crate::repair::{Durability, RepairConfig};
 use crate::s3::Gateway;
 use crate::table::Tables;
 
@@ -42,12 +44,15 @@ pub struct GatewayConfig {
     pub admin_token: Option<String>,
     /// When the lifecycle worker runs, and how long its "day" is.
     pub lifecycle: LifecycleConfig,
+    /// When the durability worker runs, and the dead-node timeout.
+    pub repair: RepairConfig,
 }
 
 pub struct RunningGateway {
     addr: SocketAddr,
     admin_addr: Option<SocketAddr>,
     cluster: Arc<Cluster>,
+    registry: prometheus::Registry,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -65,6 +70,12 @@ impl RunningGateway {
 
     pub fn cluster(&self) -> Arc<Cluster> {
         self.cluster.clone()
+    }
+
+    /// The registry the admin port serves on `/metrics`; a process adds
+    /// the metrics of its other roles here.
+    pub fn registry(&self) -> &prometheus::Registry {
+        &self.registry
     }
 
     /// Stops accepting and gives requests in flight a bounded time to finish.
@@ -97,11 +108,11 @@ pub async fn start(
 ) -> anyhow::Result<RunningGateway> {
     let hlc = Arc::new(Hlc::new());
     let client = chunkstore::NodeClient::new(&config.cluster_secret);
-    let cluster = Cluster::new(membership, client, hlc.clone());
+    let cluster = Cluster::new(membership.clone(), client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);
     let keys = Arc::new(KeyStore::new(tables.clone()));
-    let gateway = Gateway::new(tables, data, keys.clone(), &config);
+    let gateway = Gateway::new(tables.clone(), data, keys.clone(), &config);
     let admin = match (config.admin_addr, &config.admin_token) {
         (Some(addr), Some(token)) => Some((crate::admin::bind(addr).await?, token.clone())),
         (Some(_), None) => anyhow::bail!("the admin API needs a token (admin_token)"),
@@ -129,9 +140,25 @@ pub async fn start(
     let service = builder.build();
     let http_gateway = gateway.clone();
 
+    // The process's metrics: this gateway's, its membership view's, and what
+    // the process adds (the storage nodes of `flexdrive server`).
+    let registry = prometheus::Registry::new();
+    cluster.metrics().bundle().register(&registry)?;
+    telemetry::membership_metrics(membership).register(&registry)?;
+    let readiness = GatewayReadiness::new(cluster.clone(), tables.clone());
+    let ops = telemetry::Ops::new(registry.clone(), Arc::new(readiness));
+    let metrics = cluster.metrics().clone();
+
     let (stop, mut stopped) = watch::channel(false);
     let layout_task = tokio::spawn(cluster.clone().maintain_layout());
     let lifecycle_task = tokio::spawn(gateway.lifecycle_worker(config.lifecycle.clone()));
+    let durability = Arc::new(Durability::default());
+    let repair_task = tokio::spawn(crate::repair::run(
+        tables.clone(),
+        cluster.clone(),
+        config.repair.clone(),
+        durability.clone(),
+    ));
     let accept_task = tokio::spawn(async move {
         let conn_builder = ConnBuilder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -152,16 +179,21 @@ pub async fn start(
                     let service = service.clone();
                     let gateway = http_gateway.clone();
                     let domains = domains.clone();
+                    let metrics = metrics.clone();
                     let handler = hyper::service::service_fn(move |req| {
                         let service = service.clone();
                         let gateway = gateway.clone();
                         let domains = domains.clone();
-                        async move {
+                        let metrics = metrics.clone();
+                        let started = Instant::now();
+                        let counted = metrics.clone();
+                        let answer = async move {
                             // CORS is answered around s3s, which routes no OPTIONS.
                             let bucket = domains.request_bucket(&req);
                             if req.method() == http::Method::OPTIONS
                                 && let Some(bucket) = &bucket
                             {
+                                crate::metrics::set_op(crate::metrics::PREFLIGHT_OP);
                                 return Ok(gateway.preflight(bucket, req.headers()).await);
                             }
                             let origin = req
@@ -171,7 +203,8 @@ pub async fn start(
                                 .map(str::to_string);
                             let cors = bucket.zip(origin).map(|(b, o)| (b, o, req.method().clone()));
                             let early_answer = expects_continue_without_body(&req);
-                            let mut response = hyper::service::Service::call(&service, req).await?;
+                            let req = metrics.meter_request(req);
+                            let mut response = service.call(req).await?;
                             if early_answer {
                                 response.headers_mut().insert(
                                     http::header::CONNECTION,
@@ -184,6 +217,15 @@ pub async fn start(
                                     .await;
                             }
                             Ok::<_, s3s::HttpError>(response)
+                        };
+                        async move {
+                            match crate::metrics::with_op(answer).await {
+                                (Ok(response), op) => Ok(counted.meter_response(response, op, started)),
+                                (Err(e), op) => {
+                                    counted.count_failed(op);
+                                    Err(e)
+                                }
+                            }
                         }
                     });
                     let conn = conn_builder
@@ -213,6 +255,7 @@ pub async fn start(
             let _ = stopped.changed().await;
             layout_task.abort();
             lifecycle_task.abort();
+            repair_task.abort();
         })
     };
     let mut tasks = vec![accept_task, background_stop];
@@ -220,12 +263,21 @@ pub async fn start(
     if let Some((listener, token)) = admin {
         admin_addr = Some(listener.local_addr()?);
         let stopped = stop.subscribe();
-        tasks.push(crate::admin::serve(listener, token, keys, gateway, stopped));
+        let api = crate::admin::AdminApi {
+            token,
+            keys,
+            gateway,
+            cluster: cluster.clone(),
+            durability,
+            ops,
+        };
+        tasks.push(crate::admin::serve(listener, api, stopped));
     }
     Ok(RunningGateway {
         addr,
         admin_addr,
         cluster,
+        registry,
         stop,
         tasks,
     })

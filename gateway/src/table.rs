@@ -99,6 +99,7 @@ impl Tables {
     pub async fn cas(&self, table: Table, partition: u16, req: CasRequest) -> S3Result<CasOutcome> {
         let nodes = self.cluster.partition_nodes(partition);
         let Some((id, addr, true)) = nodes.into_iter().next() else {
+            self.cluster.metrics().quorum_failure("cas");
             return Err(s3_error!(
                 ServiceUnavailable,
                 "metadata partition {partition} has no live replica"
@@ -111,6 +112,7 @@ impl Tables {
                 .meta_cas(addr, table, &req)
                 .await
                 .map_err(|e| {
+                    self.cluster.metrics().quorum_failure("cas");
                     s3_error!(ServiceUnavailable, "conditional write on {id} failed: {e}")
                 })?
         };
@@ -145,6 +147,7 @@ impl Tables {
             .filter(|(id, _, _)| Some(id.as_str()) != skip)
             .collect();
         if nodes.len() < needed {
+            self.cluster.metrics().quorum_failure("write");
             return Err(s3_error!(
                 ServiceUnavailable,
                 "metadata partition {partition} has {} reachable replicas",
@@ -179,6 +182,7 @@ impl Tables {
                 }
             }
         }
+        self.cluster.metrics().quorum_failure("write");
         Err(s3_error!(
             ServiceUnavailable,
             "metadata write reached {acks} of {needed} replicas needed"
@@ -310,6 +314,7 @@ impl Tables {
                 Err(e) => tracing::warn!(node = %id, error = %e, "metadata {what} failed"),
             }
         }
+        self.cluster.metrics().quorum_failure(what);
         Err(s3_error!(
             ServiceUnavailable,
             "metadata {what} reached {} of {QUORUM} replicas needed",

@@ -12,6 +12,7 @@ use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use flexdrive::{Embedded, EmbeddedConfig};
 use gateway::lifecycle::LifecycleConfig;
+use gateway::repair::RepairConfig;
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client as HttpClient;
 use hyper_util::rt::TokioExecutor;
@@ -39,19 +40,45 @@ impl TestCluster {
 
     pub async fn start_with_chunk_size(storage_nodes: usize, chunk_size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(dir, storage_nodes, chunk_size, LifecycleConfig::default()).await
+        TestCluster::start_in(
+            dir,
+            storage_nodes,
+            chunk_size,
+            LifecycleConfig::default(),
+            RepairConfig::default(),
+        )
+        .await
     }
 
     /// Three storage nodes and a gateway whose lifecycle worker runs on `lifecycle`.
     pub async fn start_with_lifecycle(lifecycle: LifecycleConfig) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(dir, 3, 1024 * 1024, lifecycle).await
+        TestCluster::start_in(dir, 3, 1024 * 1024, lifecycle, RepairConfig::default()).await
     }
 
     /// Starts three storage nodes and a gateway again on a data dir that a
     /// stopped cluster used.
     pub async fn restart(dir: tempfile::TempDir) -> TestCluster {
-        TestCluster::start_in(dir, 3, 1024 * 1024, LifecycleConfig::default()).await
+        TestCluster::start_in(
+            dir,
+            3,
+            1024 * 1024,
+            LifecycleConfig::default(),
+            RepairConfig::default(),
+        )
+        .await
+    }
+
+    /// `storage_nodes` storage nodes and a gateway whose durability worker
+    /// runs on `repair` (short dead-node timeout and interval).
+    pub async fn start_with_repair(
+        storage_nodes: usize,
+        chunk_size: usize,
+        repair: RepairConfig,
+    ) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let lifecycle = LifecycleConfig::default();
+        TestCluster::start_in(dir, storage_nodes, chunk_size, lifecycle, repair).await
     }
 
     async fn start_in(
@@ -59,6 +86,7 @@ impl TestCluster {
         storage_nodes: usize,
         chunk_size: usize,
         lifecycle: LifecycleConfig,
+        repair: RepairConfig,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -71,6 +99,7 @@ impl TestCluster {
             domains: vec!["localhost".into()],
             probe_period: PROBE_PERIOD,
             lifecycle,
+            repair,
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(ADMIN_TOKEN.into()),
         })
@@ -93,6 +122,14 @@ impl TestCluster {
 
     pub fn node_dir(&self, index: usize) -> PathBuf {
         self.dir.path().join(format!("node{}", index + 1))
+    }
+
+    /// The id storage node `index` keeps in its data dir.
+    pub fn node_id(&self, index: usize) -> String {
+        std::fs::read_to_string(self.node_dir(index).join("node_id"))
+            .expect("node id")
+            .trim()
+            .to_string()
     }
 
     pub async fn create_bucket(&self, name: &str) {

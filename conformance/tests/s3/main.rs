@@ -5,6 +5,7 @@
 mod common;
 
 mod access;
+mod attributes;
 mod buckets;
 mod checksums;
 mod conditional;
@@ -13,7 +14,10 @@ mod durability;
 mod errors;
 mod lifecycle;
 mod listing;
+mod metrics;
 mod multipart;
 mod objects;
+mod part_copy;
+mod repair;
 mod tagging;
 mod versioning;

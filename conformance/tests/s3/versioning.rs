@@ -10,7 +10,7 @@ use crate::common::*;
 /// Each test's bound: a small cluster and a few dozen requests.
 const LIMIT: Duration = Duration::from_secs(120);
 
-async fn set_versioning(c: &TestCluster, bucket: &str, status: BucketVersioningStatus) {
+pub(crate) async fn set_versioning(c: &TestCluster, bucket: &str, status: BucketVersioningStatus) {
     c.client
         .put_bucket_versioning()
         .bucket(bucket)
@@ -26,7 +26,7 @@ async fn versioning_status(c: &TestCluster, bucket: &str) -> Option<BucketVersio
 }
 
 /// PUTs a body and returns the version id S3 answered.
-async fn put_version(c: &TestCluster, bucket: &str, key: &str, body: &[u8]) -> String {
+pub(crate) async fn put_version(c: &TestCluster, bucket: &str, key: &str, body: &[u8]) -> String {
     let out = c
         .client
         .put_object()
@@ -36,6 +36,19 @@ async fn put_version(c: &TestCluster, bucket: &str, key: &str, body: &[u8]) -> S
         .send()
         .await
         .expect("put object");
+    out.version_id().expect("x-amz-version-id").to_string()
+}
+
+/// DELETEs a key without a version id and returns the delete marker's id.
+pub(crate) async fn delete_to_marker(c: &TestCluster, bucket: &str, key: &str) -> String {
+    let out = c
+        .client
+        .delete_object()
+        .bucket(bucket)
+        .key(key)
+        .send()
+        .await;
+    let out = out.expect("delete object");
     out.version_id().expect("x-amz-version-id").to_string()
 }
 

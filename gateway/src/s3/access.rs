@@ -221,6 +221,8 @@ impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let inner = &self.0.inner;
         let operation = cx.s3_op().name();
+        // s3s names the operation only here; the S3 port's metrics take it.
+        crate::metrics::set_op(operation);
         match cx.credentials() {
             Some(c) => {
                 if let Some(key) = inner.stored_key(&c.access_key).await? {

@@ -69,6 +69,60 @@ impl Inner {
         Ok(bucket)
     }
 
+    /// Every bucket, by name (bounded: MAX_SCAN_ROUNDS pages).
+    pub(crate) async fn all_buckets(&self) -> S3Result<Vec<BucketRecord>> {
+        let (mut start, _) = model::bucket_range();
+        let mut buckets = Vec::new();
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let (page, next) = crate::lifecycle::bucket_page(&self.tables, &start).await?;
+            buckets.extend(page);
+            match next {
+                Some(next) => start = next,
+                None => break,
+            }
+        }
+        Ok(buckets)
+    }
+
+    /// Objects (keys whose current version is not a delete marker) and
+    /// bytes (of every version) in a bucket, from a scan of at most
+    /// `max_records` records; the flag says whether it saw them all.
+    pub(crate) async fn bucket_usage(
+        &self,
+        bucket: &BucketRecord,
+        max_records: usize,
+    ) -> S3Result<(u64, u64, bool)> {
+        let prefix = model::object_prefix(&bucket.id);
+        let end = model::prefix_end(&prefix);
+        let partition = model::bucket_partition(&bucket.id);
+        let (mut objects, mut bytes, mut seen) = (0u64, 0u64, 0usize);
+        let mut start = prefix;
+        while seen < max_records {
+            let page = self
+                .tables
+                .scan(Table::Objects, partition, &start, &end, SCAN_BATCH)
+                .await?;
+            seen += page.records.len().max(1);
+            for record in page.records.iter().filter_map(|r| r.value.as_deref()) {
+                let Some(o) = model::decode::<ObjectRecord>(record) else {
+                    continue;
+                };
+                objects += u64::from(o.current_data().is_some());
+                bytes += o
+                    .versions
+                    .iter()
+                    .filter_map(|v| v.data.as_ref())
+                    .map(|d| d.size)
+                    .sum::<u64>();
+            }
+            match page.next {
+                Some(next) => start = next,
+                None => return Ok((objects, bytes, true)),
+            }
+        }
+        Ok((objects, bytes, false))
+    }
+
     pub(crate) async fn list_buckets(
         &self,
         req: S3Request<ListBucketsInput>,
@@ -76,35 +130,17 @@ impl Inner {
         let who = requester(&req)?;
         // Root sees every bucket; another key those it has a permission on.
         let key = self.stored_key(&who).await?;
-        let (mut start, end) = model::bucket_range();
-        let mut buckets = Vec::new();
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let page = self
-                .tables
-                .scan(Table::Buckets, SYSTEM_PARTITION, &start, &end, SCAN_BATCH)
-                .await?;
-            for record in &page.records {
-                let Some(b) = record
-                    .value
-                    .as_deref()
-                    .and_then(model::decode::<BucketRecord>)
-                else {
-                    continue;
-                };
-                if key.as_ref().is_some_and(|k| !permissions(k, &b).any()) {
-                    continue;
-                }
-                buckets.push(Bucket {
-                    name: Some(b.name),
-                    creation_date: Some(timestamp(b.created_ms)),
-                    bucket_region: Some(self.region.clone()),
-                });
-            }
-            match page.next {
-                Some(next) => start = next,
-                None => break,
-            }
-        }
+        let buckets = self
+            .all_buckets()
+            .await?
+            .into_iter()
+            .filter(|b| key.as_ref().is_none_or(|k| permissions(k, b).any()))
+            .map(|b| Bucket {
+                name: Some(b.name),
+                creation_date: Some(timestamp(b.created_ms)),
+                bucket_region: Some(self.region.clone()),
+            })
+            .collect();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(Owner {
@@ -139,8 +175,21 @@ impl Inner {
                 ));
             }
         }
+        self.new_bucket(&name, who, public_read).await?;
+        Ok(S3Response::new(CreateBucketOutput {
+            location: Some(format!("/{name}")),
+        }))
+    }
+
+    /// Creates a bucket owned by `who`, or says why not (the name is valid).
+    pub(crate) async fn new_bucket(
+        &self,
+        name: &str,
+        who: String,
+        public_read: bool,
+    ) -> S3Result<BucketRecord> {
         self.data.check_writable()?;
-        match self.bucket(&name).await {
+        match self.bucket(name).await {
             Ok(existing) if existing.owner == who => {
                 return Err(s3_error!(BucketAlreadyOwnedByYou));
             }
@@ -150,7 +199,7 @@ impl Inner {
         }
         let record = BucketRecord {
             id: rand::random(),
-            name: name.clone(),
+            name: name.to_string(),
             created_ms: wall_ms(),
             owner: who,
             tags: Vec::new(),
@@ -163,7 +212,7 @@ impl Inner {
             .put(
                 Table::Buckets,
                 SYSTEM_PARTITION,
-                model::bucket_key(&name),
+                model::bucket_key(name),
                 Some(model::encode(&record)),
             )
             .await?;
@@ -171,7 +220,7 @@ impl Inner {
         // finds out here rather than writing objects into a bucket id nobody
         // will see. (Serialising creates through the partition's primary is
         // the complete answer, with conditional writes.)
-        let winner = self.bucket(&name).await?;
+        let winner = self.bucket(name).await?;
         if winner.id != record.id {
             return Err(if winner.owner == record.owner {
                 s3_error!(BucketAlreadyOwnedByYou)
@@ -179,9 +228,7 @@ impl Inner {
                 s3_error!(BucketAlreadyExists)
             });
         }
-        Ok(S3Response::new(CreateBucketOutput {
-            location: Some(format!("/{name}")),
-        }))
+        Ok(record)
     }
 
     pub(crate) async fn head_bucket(
@@ -212,7 +259,13 @@ impl Inner {
         &self,
         req: S3Request<DeleteBucketInput>,
     ) -> S3Result<S3Response<DeleteBucketOutput>> {
-        let bucket = self.bucket(&req.input.bucket).await?;
+        self.drop_bucket(&req.input.bucket).await?;
+        Ok(S3Response::new(DeleteBucketOutput {}))
+    }
+
+    /// Deletes an empty bucket (BucketNotEmpty otherwise).
+    pub(crate) async fn drop_bucket(&self, name: &str) -> S3Result<()> {
+        let bucket = self.bucket(name).await?;
         if self.has_objects(&bucket).await? {
             return Err(s3_error!(BucketNotEmpty));
         }
@@ -225,7 +278,7 @@ impl Inner {
             )
             .await?;
         self.cors_cache.forget(&bucket.name);
-        Ok(S3Response::new(DeleteBucketOutput {}))
+        Ok(())
     }
 
     async fn has_objects(&self, bucket: &BucketRecord) -> S3Result<bool> {
@@ -258,5 +311,33 @@ impl Inner {
             ServiceUnavailable,
             "bucket emptiness check took too long; retry"
         ))
+    }
+}
+
+/// Buckets as the admin API sees them (it acts as the root key).
+impl super::Gateway {
+    pub(crate) async fn all_buckets(&self) -> S3Result<Vec<BucketRecord>> {
+        self.inner.all_buckets().await
+    }
+
+    pub(crate) async fn bucket_usage(
+        &self,
+        bucket: &BucketRecord,
+        max_records: usize,
+    ) -> S3Result<(u64, u64, bool)> {
+        self.inner.bucket_usage(bucket, max_records).await
+    }
+
+    /// Creates a bucket owned by the root key.
+    pub(crate) async fn create_bucket_as_root(&self, name: &str) -> S3Result<BucketRecord> {
+        if !s3s::path::check_bucket_name(name) {
+            return Err(s3_error!(InvalidBucketName, "invalid bucket name {name}"));
+        }
+        let root = self.inner.root_access_key.clone();
+        self.inner.new_bucket(name, root, false).await
+    }
+
+    pub(crate) async fn delete_bucket(&self, name: &str) -> S3Result<()> {
+        self.inner.drop_bucket(name).await
     }
 }

@@ -1,51 +1,96 @@
-//! CopyObject: the data is read from the source chunks and written as new
-//! chunks, so source and copy can be deleted independently.
+//! CopyObject and UploadPartCopy: the data is read from the source chunks
+//! and written as new chunks, so source and copy can be deleted
+//! independently.
 
+use std::ops::Range as ByteRange;
+
+use chunkstore::ChunkOwner;
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::access::is_public_read;
 use super::bucket::timestamp;
+use super::get::{Conditions, check_conditions};
 use super::put::{ContentHeaders, NewVersion, chunk_owner};
 use super::tagging::copy_tags;
 use super::versions::pick_version;
 use super::{Inner, check_key};
 use crate::checksum::{self, Algorithm, DEFAULT_ALGORITHM, set_checksums};
+use crate::data::Written;
 use crate::limits::MAX_PUT_SIZE;
-use crate::model::ObjectData;
+use crate::model::{BucketRecord, ObjectData, ObjectVersion};
+
+/// The x-amz-copy-source-if-* of a CopyObject or UploadPartCopy input.
+macro_rules! source_conditions {
+    ($input:expr) => {
+        Conditions {
+            if_match: $input.copy_source_if_match.as_ref(),
+            if_none_match: $input.copy_source_if_none_match.as_ref(),
+            if_modified_since: $input.copy_source_if_modified_since.as_ref(),
+            if_unmodified_since: $input.copy_source_if_unmodified_since.as_ref(),
+        }
+    };
+}
+
+/// A copy's source version, resolved from x-amz-copy-source.
+struct Source {
+    bucket: BucketRecord,
+    key: String,
+    /// The versionId named in x-amz-copy-source, if any.
+    asked_version: Option<String>,
+    version: ObjectVersion,
+    data: ObjectData,
+}
+
+/// x-amz-copy-source-range: exactly `bytes=first-last` inside the source
+/// (S3 takes no open or suffix ranges here, and refuses rather than clamps).
+fn copy_range(header: &str, size: u64) -> S3Result<ByteRange<u64>> {
+    let number = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    let parsed = header
+        .strip_prefix("bytes=")
+        .and_then(|r| r.split_once('-'))
+        .and_then(|(first, last)| Some((number(first)?, number(last)?)));
+    let Some((first, last)) = parsed else {
+        return Err(s3_error!(
+            InvalidArgument,
+            "The x-amz-copy-source-range value must be of the form bytes=first-last where first and last are the zero-based offsets of the first and last bytes to copy"
+        ));
+    };
+    if first > last || last >= size {
+        return Err(s3_error!(
+            InvalidArgument,
+            "Range specified is not valid for source object of size: {size}"
+        ));
+    }
+    Ok(first..last + 1)
+}
 
 impl Inner {
-    pub(crate) async fn copy_object(
+    /// The version x-amz-copy-source names, once its x-amz-copy-source-if-*
+    /// conditions hold (evaluated as GET's, but every failure is a 412).
+    async fn copy_source(
         &self,
-        req: S3Request<CopyObjectInput>,
-    ) -> S3Result<S3Response<CopyObjectOutput>> {
-        let input = req.input;
-        check_key(&input.key)?;
-        let (src_bucket_name, src_key, src_version) = match &input.copy_source {
-            CopySource::Bucket {
-                bucket,
-                key,
-                version_id,
-            } => (
-                bucket.to_string(),
-                key.to_string(),
-                version_id.as_deref().map(str::to_string),
-            ),
-            _ => {
-                return Err(s3_error!(
-                    NotImplemented,
-                    "only bucket/key copy sources are supported"
-                ));
-            }
+        source: &CopySource,
+        conditions: Conditions<'_>,
+    ) -> S3Result<Source> {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
+            return Err(s3_error!(
+                NotImplemented,
+                "only bucket/key copy sources are supported"
+            ));
         };
-        let src_bucket = self.bucket(&src_bucket_name).await?;
-        let dst_bucket = if src_bucket_name == input.bucket {
-            src_bucket.clone()
-        } else {
-            self.bucket(&input.bucket).await?
-        };
-        let (_, src_record) = self.object_record(&src_bucket, &src_key).await?;
-        let source = pick_version(&src_record, &src_key, src_version.as_deref()).map_err(|e| {
+        let bucket = self.bucket(bucket).await?;
+        let (_, record) = self.object_record(&bucket, key).await?;
+        let version = pick_version(&record, key, version_id.as_deref()).map_err(|e| {
             match e.code() {
                 S3ErrorCode::MethodNotAllowed => s3_error!(
                     InvalidRequest,
@@ -54,42 +99,64 @@ impl Inner {
                 _ => e,
             }
         })?;
-        let src = source.data.clone().unwrap_or_default();
+        let data = version.data.clone().unwrap_or_default();
+        check_conditions(&conditions, &data.etag, version.last_modified_ms).map_err(|e| match e
+            .code()
+        {
+            S3ErrorCode::NotModified => s3_error!(
+                PreconditionFailed,
+                "x-amz-copy-source-if-none-match or x-amz-copy-source-if-modified-since"
+            ),
+            _ => e,
+        })?;
+        Ok(Source {
+            bucket,
+            key: key.to_string(),
+            asked_version: version_id.as_deref().map(str::to_string),
+            version,
+            data,
+        })
+    }
 
-        // x-amz-copy-source-if-* preconditions.
-        let src_modified = (source.last_modified_ms / 1000) as i64;
-        let secs = |t: &Timestamp| time::OffsetDateTime::from(t.clone()).unix_timestamp();
-        let etag_is = |c: &ETagCondition| match c {
-            ETagCondition::Any => true,
-            ETagCondition::ETag(e) => e.value() == src.etag,
-        };
-        if let Some(c) = &input.copy_source_if_match {
-            if !etag_is(c) {
-                return Err(s3_error!(PreconditionFailed, "x-amz-copy-source-if-match"));
-            }
-        } else if let Some(t) = &input.copy_source_if_unmodified_since
-            && src_modified > secs(t)
-        {
+    /// Writes bytes `range` of `source` as new chunks, hashed with `algorithms`.
+    async fn copy_data(
+        &self,
+        source: &ObjectData,
+        range: ByteRange<u64>,
+        owner: ChunkOwner,
+        algorithms: &[Algorithm],
+    ) -> S3Result<Written> {
+        self.data.check_writable()?;
+        let len = range.end - range.start;
+        let body = self.data.read(source.chunks.clone(), range);
+        let body = futures::StreamExt::map(body, |r| {
+            r.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
+        });
+        let written = self
+            .data
+            .write(Box::pin(body), owner, MAX_PUT_SIZE.max(len), algorithms)
+            .await?;
+        if written.size != len {
+            self.data.delete_chunks(written.chunks);
             return Err(s3_error!(
-                PreconditionFailed,
-                "x-amz-copy-source-if-unmodified-since"
+                InternalError,
+                "source object could not be read completely"
             ));
         }
-        if let Some(c) = &input.copy_source_if_none_match {
-            if etag_is(c) {
-                return Err(s3_error!(
-                    PreconditionFailed,
-                    "x-amz-copy-source-if-none-match"
-                ));
-            }
-        } else if let Some(t) = &input.copy_source_if_modified_since
-            && src_modified <= secs(t)
-        {
-            return Err(s3_error!(
-                PreconditionFailed,
-                "x-amz-copy-source-if-modified-since"
-            ));
-        }
+        Ok(written)
+    }
+
+    pub(crate) async fn copy_object(
+        &self,
+        req: S3Request<CopyObjectInput>,
+    ) -> S3Result<S3Response<CopyObjectOutput>> {
+        let input = req.input;
+        check_key(&input.key)?;
+        let dst_bucket = self.bucket(&input.bucket).await?;
+        let source = self
+            .copy_source(&input.copy_source, source_conditions!(input))
+            .await?;
+        let src = &source.data;
 
         let replace = input
             .metadata_directive
@@ -97,9 +164,9 @@ impl Inner {
             .is_some_and(|d| d.as_str() == MetadataDirective::REPLACE);
         // Copying a named version onto its own key is how S3 restores an old version.
         if !replace
-            && src_version.is_none()
-            && src_bucket_name == input.bucket
-            && src_key == input.key
+            && source.asked_version.is_none()
+            && source.bucket.name == input.bucket
+            && source.key == input.key
         {
             return Err(s3_error!(
                 InvalidRequest,
@@ -140,29 +207,11 @@ impl Inner {
                 .and_then(|(name, _)| Algorithm::from_name(name))
                 .unwrap_or(DEFAULT_ALGORITHM),
         };
-        self.data.check_writable()?;
-        let body = self.data.read(src.chunks.clone(), 0..src.size);
         let version_id = dst_bucket.versioning.new_version_id(self.tables.now());
         let owner = chunk_owner(&dst_bucket, &input.key, &version_id);
-        let body = futures::StreamExt::map(body, |r| {
-            r.map_err(|e| -> Box<dyn std::error::Error + Send + Sync> { Box::new(e) })
-        });
         let written = self
-            .data
-            .write(
-                Box::pin(body),
-                owner,
-                MAX_PUT_SIZE.max(src.size),
-                &[algorithm],
-            )
+            .copy_data(src, 0..src.size, owner, &[algorithm])
             .await?;
-        if written.size != src.size {
-            self.data.delete_chunks(written.chunks);
-            return Err(s3_error!(
-                InternalError,
-                "source object could not be read completely"
-            ));
-        }
         let etag = hex::encode(written.md5);
         let data = ObjectData {
             size: written.size,
@@ -172,6 +221,7 @@ impl Inner {
             user_meta,
             checksums: written.checksums,
             part_sizes: Vec::new(),
+            part_checksums: Vec::new(),
             chunks: written.chunks,
             tags,
             // As in S3, a copy gets the ACL of its request, not its source's.
@@ -194,8 +244,83 @@ impl Inner {
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(result),
             version_id: dst_bucket.versioning.label(&version.version_id),
-            copy_source_version_id: src_bucket.versioning.label(&source.version_id),
+            copy_source_version_id: source.bucket.versioning.label(&source.version.version_id),
             ..Default::default()
         }))
+    }
+
+    pub(crate) async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        let input = req.input;
+        let bucket = self.bucket(&input.bucket).await?;
+        let upload = self
+            .upload_for_part(&bucket, &input.key, &input.upload_id, input.part_number)
+            .await?;
+        let source = self
+            .copy_source(&input.copy_source, source_conditions!(input))
+            .await?;
+        let range = match input.copy_source_range.as_deref() {
+            Some(header) => copy_range(header, source.data.size)?,
+            None => 0..source.data.size,
+        };
+        if range.end - range.start > MAX_PUT_SIZE {
+            return Err(s3_error!(
+                InvalidRequest,
+                "The specified copy source is larger than the maximum allowable size for a copy source: {MAX_PUT_SIZE}"
+            ));
+        }
+        // Hashed like an UploadPart without a checksum of its own.
+        let algorithms = checksum::part_algorithms(upload.checksum, None)?;
+        let owner = chunk_owner(&bucket, &input.key, &input.upload_id);
+        let written = self
+            .copy_data(&source.data, range, owner, &algorithms)
+            .await?;
+        let part = self
+            .store_part(&bucket, &input.upload_id, input.part_number, written)
+            .await?;
+        let mut result = CopyPartResult {
+            e_tag: Some(ETag::Strong(part.etag)),
+            last_modified: Some(timestamp(part.last_modified_ms)),
+            ..Default::default()
+        };
+        // As S3, the part's checksum only when the upload has an algorithm.
+        if upload.checksum.is_some() {
+            set_checksums!(result, checksum::to_dto(&part.checksums));
+        }
+        Ok(S3Response::new(UploadPartCopyOutput {
+            copy_part_result: Some(result),
+            copy_source_version_id: source.bucket.versioning.label(&source.version.version_id),
+            ..Default::default()
+        }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn copy_ranges_must_be_first_last_inside_the_source() {
+        assert_eq!(copy_range("bytes=0-9", 10).unwrap(), 0..10);
+        assert_eq!(copy_range("bytes=3-3", 10).unwrap(), 3..4);
+        for bad in [
+            "0-9",
+            "bytes=0-",
+            "bytes=-5",
+            "bytes=a-b",
+            "bytes=+1-2",
+            "bytes=0-1,2-3",
+        ] {
+            let e = copy_range(bad, 10).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidArgument, "{bad}");
+        }
+        for outside in ["bytes=0-10", "bytes=5-4", "bytes=0-0"] {
+            let size = if outside == "bytes=0-0" { 0 } else { 10 };
+            let e = copy_range(outside, size).unwrap_err();
+            assert_eq!(*e.code(), S3ErrorCode::InvalidArgument, "{outside}");
+            assert!(e.message().unwrap().contains("not valid for source object"));
+        }
     }
 }

@@ -26,11 +26,12 @@ struct Resolved {
     parts_count: Option<i32>,
 }
 
-struct Conditions<'a> {
-    if_match: Option<&'a ETagCondition>,
-    if_none_match: Option<&'a ETagCondition>,
-    if_modified_since: Option<&'a Timestamp>,
-    if_unmodified_since: Option<&'a Timestamp>,
+/// If-* of a GET or HEAD, or x-amz-copy-source-if-* of a copy.
+pub(super) struct Conditions<'a> {
+    pub if_match: Option<&'a ETagCondition>,
+    pub if_none_match: Option<&'a ETagCondition>,
+    pub if_modified_since: Option<&'a Timestamp>,
+    pub if_unmodified_since: Option<&'a Timestamp>,
 }
 
 fn etag_matches(condition: &ETagCondition, etag: &str) -> bool {
@@ -47,7 +48,11 @@ fn seconds(t: &Timestamp) -> i64 {
 /// RFC 7232 evaluation order, as S3 applies it: If-Match, then
 /// If-Unmodified-Since (ignored when If-Match is present), then If-None-Match,
 /// then If-Modified-Since (ignored when If-None-Match is present).
-fn check_conditions(c: &Conditions<'_>, etag: &str, last_modified_ms: u64) -> S3Result<()> {
+pub(super) fn check_conditions(
+    c: &Conditions<'_>,
+    etag: &str,
+    last_modified_ms: u64,
+) -> S3Result<()> {
     let modified = (last_modified_ms / 1000) as i64;
     if let Some(cond) = c.if_match {
         if !etag_matches(cond, etag) {

@@ -2,6 +2,7 @@
 
 mod access;
 mod acl;
+mod attributes;
 mod bucket;
 mod conditional;
 mod copy;
@@ -152,6 +153,13 @@ impl S3 for Gateway {
         self.inner.head_object(req).await
     }
 
+    async fn get_object_attributes(
+        &self,
+        req: S3Request<GetObjectAttributesInput>,
+    ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
+        self.inner.get_object_attributes(req).await
+    }
+
     async fn delete_object(
         &self,
         req: S3Request<DeleteObjectInput>,
@@ -199,6 +207,13 @@ impl S3 for Gateway {
         req: S3Request<UploadPartInput>,
     ) -> S3Result<S3Response<UploadPartOutput>> {
         self.inner.upload_part(req).await
+    }
+
+    async fn upload_part_copy(
+        &self,
+        req: S3Request<UploadPartCopyInput>,
+    ) -> S3Result<S3Response<UploadPartCopyOutput>> {
+        self.inner.upload_part_copy(req).await
     }
 
     async fn complete_multipart_upload(

@@ -15,9 +15,11 @@ use super::put::{ContentHeaders, NewVersion, body_stream, chunk_owner, parse_con
 use super::tagging::parse_tagging_header;
 use super::{Inner, check_key, requester};
 use crate::checksum::{self, UploadChecksum, given_checksums, requested_checksum, set_checksums};
+use crate::data::Written;
 use crate::hlc::wall_ms;
 use crate::limits::{
-    MAX_LIST_KEYS, MAX_PART_NUMBER, MAX_PUT_SIZE, MAX_SCAN_ROUNDS, MIN_PART_SIZE, SCAN_BATCH,
+    MAX_LIST_KEYS, MAX_LIST_PARTS, MAX_PART_NUMBER, MAX_PUT_SIZE, MAX_SCAN_ROUNDS, MIN_PART_SIZE,
+    SCAN_BATCH,
 };
 use crate::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
 
@@ -161,13 +163,9 @@ impl Inner {
     ) -> S3Result<S3Response<UploadPartOutput>> {
         let input = req.input;
         let bucket = self.bucket(&input.bucket).await?;
-        if !(1..=MAX_PART_NUMBER).contains(&input.part_number) {
-            return Err(s3_error!(
-                InvalidArgument,
-                "part numbers go from 1 to {MAX_PART_NUMBER}"
-            ));
-        }
-        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let upload = self
+            .upload_for_part(&bucket, &input.key, &input.upload_id, input.part_number)
+            .await?;
         let expected_md5 = parse_content_md5(input.content_md5.as_deref())?;
         let requested = requested_checksum!(req, input)?;
         let algorithms = checksum::part_algorithms(upload.checksum, requested.as_ref())?;
@@ -182,24 +180,60 @@ impl Inner {
             expected_md5,
             requested.as_ref(),
         )?;
+        let part = self
+            .store_part(&bucket, &input.upload_id, input.part_number, written)
+            .await?;
+        let mut output = UploadPartOutput {
+            e_tag: Some(ETag::Strong(part.etag)),
+            ..Default::default()
+        };
+        set_checksums!(output, checksum::to_dto(&part.checksums));
+        Ok(S3Response::new(output))
+    }
+
+    /// The upload a part goes to, with the part number checked
+    /// (UploadPart, UploadPartCopy).
+    pub(super) async fn upload_for_part(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        upload_id: &str,
+        part_number: i32,
+    ) -> S3Result<UploadRecord> {
+        if !(1..=MAX_PART_NUMBER).contains(&part_number) {
+            return Err(s3_error!(
+                InvalidArgument,
+                "part numbers go from 1 to {MAX_PART_NUMBER}"
+            ));
+        }
+        self.upload(bucket, key, upload_id).await
+    }
+
+    /// Records a stored body as part `part_number` of an upload (UploadPart,
+    /// UploadPartCopy); a part it replaces has its chunks freed.
+    pub(super) async fn store_part(
+        &self,
+        bucket: &BucketRecord,
+        upload_id: &str,
+        part_number: i32,
+        written: Written,
+    ) -> S3Result<PartRecord> {
         let partition = model::bucket_partition(&bucket.id);
-        let part_key = model::part_key(&bucket.id, &input.upload_id, input.part_number);
+        let part_key = model::part_key(&bucket.id, upload_id, part_number);
         let replaced = self
             .tables
             .get(Table::Parts, partition, &part_key)
             .await?
             .and_then(|r| r.value)
             .and_then(|v| model::decode::<PartRecord>(&v));
-        let etag = hex::encode(written.md5);
         let part = PartRecord {
-            part_number: input.part_number,
-            etag: etag.clone(),
+            part_number,
+            etag: hex::encode(written.md5),
             size: written.size,
             last_modified_ms: wall_ms(),
             chunks: written.chunks,
             checksums: written.checksums,
         };
-        let part_checksums = checksum::to_dto(&part.checksums);
         self.tables
             .put(
                 Table::Parts,
@@ -211,12 +245,7 @@ impl Inner {
         if let Some(old) = replaced {
             self.data.delete_chunks(old.chunks);
         }
-        let mut output = UploadPartOutput {
-            e_tag: Some(ETag::Strong(etag)),
-            ..Default::default()
-        };
-        set_checksums!(output, part_checksums);
-        Ok(S3Response::new(output))
+        Ok(part)
     }
 
     pub(crate) async fn complete_multipart_upload(
@@ -298,6 +327,11 @@ impl Inner {
             user_meta: upload.user_meta.clone(),
             checksums,
             part_sizes: used.iter().map(|p| p.size).collect(),
+            // Parts of an upload with an algorithm are hashed with it alone.
+            part_checksums: match upload.checksum {
+                Some(_) => used.iter().map(|p| p.checksums.clone()).collect(),
+                None => Vec::new(),
+            },
             chunks: used.iter().flat_map(|p| p.chunks.clone()).collect(),
             tags: upload.tags.clone(),
             public_read: upload.public_read,
@@ -366,7 +400,10 @@ impl Inner {
         let bucket = self.bucket(&input.bucket).await?;
         let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
         let marker = input.part_number_marker.unwrap_or(0);
-        let max = input.max_parts.unwrap_or(1000).clamp(0, 1000) as usize;
+        let max = input
+            .max_parts
+            .unwrap_or(MAX_LIST_PARTS)
+            .clamp(0, MAX_LIST_PARTS) as usize;
         let after: Vec<PartRecord> = self
             .parts(&bucket, &input.upload_id)
             .await?

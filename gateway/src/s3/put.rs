@@ -174,6 +174,7 @@ impl Inner {
             user_meta: content.user_meta,
             checksums: written.checksums,
             part_sizes: Vec::new(),
+            part_checksums: Vec::new(),
             chunks: written.chunks,
             tags,
             public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),

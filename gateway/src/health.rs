@@ -1,0 +1,62 @@
+//! The gateway's readiness: it sees enough live storage nodes to write three
+//! copies, every metadata partition has a quorum of live replicas, and a
+//! quorum read of the system partition answers.
+
+use std::sync::Arc;
+
+use chunkstore::Table;
+use futures::future::BoxFuture;
+use telemetry::{CachedCheck, Readiness};
+
+use crate::cluster::Cluster;
+use crate::limits::{PARTITIONS, QUORUM, READY_CACHE, REPLICAS, SYSTEM_PARTITION};
+use crate::model::bucket_key;
+use crate::table::Tables;
+
+pub(crate) struct GatewayReadiness {
+    cluster: Arc<Cluster>,
+    tables: Tables,
+    /// A quorum read per probe would load the system partition's replicas
+    /// with every kubelet and load balancer probe of every gateway.
+    cache: CachedCheck,
+}
+
+impl GatewayReadiness {
+    pub(crate) fn new(cluster: Arc<Cluster>, tables: Tables) -> GatewayReadiness {
+        GatewayReadiness {
+            cluster,
+            tables,
+            cache: CachedCheck::new(READY_CACHE),
+        }
+    }
+
+    async fn probe(&self) -> Result<(), String> {
+        let live = self.cluster.live_storage().len();
+        if live < REPLICAS {
+            return Err(format!(
+                "{live} storage nodes alive, {REPLICAS} needed to write three copies"
+            ));
+        }
+        for partition in 0..=PARTITIONS {
+            let replicas = self.cluster.partition_nodes(partition);
+            let reachable = replicas.iter().filter(|(_, _, live)| *live).count();
+            if reachable < QUORUM {
+                return Err(format!(
+                    "metadata partition {partition} has {reachable} live replicas, {QUORUM} needed"
+                ));
+            }
+        }
+        // No bucket has an empty name: this reads nothing but still asks a quorum.
+        self.tables
+            .get(Table::Buckets, SYSTEM_PARTITION, &bucket_key(""))
+            .await
+            .map(drop)
+            .map_err(|e| format!("metadata quorum read failed: {}", e.message().unwrap_or("")))
+    }
+}
+
+impl Readiness for GatewayReadiness {
+    fn check(&self) -> BoxFuture<'_, Result<(), String>> {
+        Box::pin(self.cache.get(|| self.probe()))
+    }
+}

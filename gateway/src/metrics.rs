@@ -1,0 +1,307 @@
+//! The gateway's metrics: S3 requests (by operation and status), their
+//! duration and bytes, chunk errors per storage node, metadata quorum
+//! failures, and the repair / GC / durability gauges.
+//!
+//! Every gateway component reaches them through [`crate::cluster::Cluster::metrics`].
+//! To add one, make it in [`GatewayMetrics::new`] with the builder (`b.gauge`,
+//! `b.counter_vec`, ...) and keep the handle in a field.
+
+use std::cell::Cell;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Instant;
+
+use bytes::Bytes;
+use http_body::{Body, Frame, SizeHint};
+use hyper::body::Incoming;
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use telemetry::{Bundle, BundleBuilder};
+
+/// Operation label of requests s3s refused before naming an operation (bad
+/// signature, malformed request) and of operations not in [`S3_OPERATIONS`].
+pub const OTHER_OP: &str = "other";
+
+/// Operation label of browser CORS preflights, which the gateway answers itself.
+pub(crate) const PREFLIGHT_OP: &str = "CorsPreflight";
+
+/// The S3 operation names (as s3s names them) that get a label of their own,
+/// sorted: a fixed set, so the label's cardinality is bounded.
+pub const S3_OPERATIONS: &[&str] = &[
+    "AbortMultipartUpload",
+    "CompleteMultipartUpload",
+    "CopyObject",
+    "CorsPreflight",
+    "CreateBucket",
+    "CreateMultipartUpload",
+    "DeleteBucket",
+    "DeleteBucketCors",
+    "DeleteBucketLifecycle",
+    "DeleteBucketTagging",
+    "DeleteObject",
+    "DeleteObjectTagging",
+    "DeleteObjects",
+    "GetBucketAcl",
+    "GetBucketCors",
+    "GetBucketLifecycleConfiguration",
+    "GetBucketLocation",
+    "GetBucketTagging",
+    "GetBucketVersioning",
+    "GetObject",
+    "GetObjectAcl",
+    "GetObjectAttributes",
+    "GetObjectTagging",
+    "HeadBucket",
+    "HeadObject",
+    "ListBuckets",
+    "ListMultipartUploads",
+    "ListObjectVersions",
+    "ListObjects",
+    "ListObjectsV2",
+    "ListParts",
+    "PostObject",
+    "PutBucketAcl",
+    "PutBucketCors",
+    "PutBucketLifecycleConfiguration",
+    "PutBucketTagging",
+    "PutBucketVersioning",
+    "PutObject",
+    "PutObjectAcl",
+    "PutObjectTagging",
+    "UploadPart",
+    "UploadPartCopy",
+];
+
+/// Upper bounds (seconds) of the request duration buckets: a small GET takes
+/// milliseconds, a multi-GiB PUT minutes.
+const DURATION_BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 300.0,
+];
+
+#[derive(Clone)]
+pub struct GatewayMetrics {
+    bundle: Bundle,
+    s3_requests: IntCounterVec,
+    s3_duration: HistogramVec,
+    s3_bytes_in: IntCounter,
+    s3_bytes_out: IntCounter,
+    chunk_errors: IntCounterVec,
+    quorum_failures: IntCounterVec,
+    /// Chunks waiting to be re-replicated (set by the repair worker).
+    pub repair_queue: IntGauge,
+    /// Chunks waiting to be deleted (set by the garbage collector).
+    pub gc_queue: IntGauge,
+    /// Chunks with fewer than three live copies, as last counted by repair.
+    pub chunks_below_three_copies: IntGauge,
+}
+
+impl Default for GatewayMetrics {
+    fn default() -> GatewayMetrics {
+        GatewayMetrics::new()
+    }
+}
+
+impl GatewayMetrics {
+    pub fn new() -> GatewayMetrics {
+        let mut b = BundleBuilder::new();
+        GatewayMetrics {
+            s3_requests: b.counter_vec(
+                "flexdrive_s3_requests_total",
+                "S3 requests answered, by operation and HTTP status.",
+                &["op", "status"],
+            ),
+            s3_duration: b.histogram_vec(
+                "flexdrive_s3_request_duration_seconds",
+                "Time from a request's arrival to the end of its answer's body, by operation.",
+                &["op"],
+                DURATION_BUCKETS,
+            ),
+            s3_bytes_in: b.counter(
+                "flexdrive_s3_received_bytes_total",
+                "Request body bytes received on the S3 port.",
+            ),
+            s3_bytes_out: b.counter(
+                "flexdrive_s3_sent_bytes_total",
+                "Response body bytes sent on the S3 port.",
+            ),
+            chunk_errors: b.counter_vec(
+                "flexdrive_gateway_chunk_errors_total",
+                "Chunk reads or writes to a storage node that failed, seen from this gateway.",
+                &["node", "op"],
+            ),
+            quorum_failures: b.counter_vec(
+                "flexdrive_metadata_quorum_failures_total",
+                "Metadata reads, scans and writes that did not reach a quorum of replicas.",
+                &["op"],
+            ),
+            repair_queue: b.gauge(
+                "flexdrive_repair_queue_length",
+                "Chunks waiting to be copied to a new storage node.",
+            ),
+            gc_queue: b.gauge(
+                "flexdrive_gc_queue_length",
+                "Chunks waiting to be deleted by the garbage collector.",
+            ),
+            chunks_below_three_copies: b.gauge(
+                "flexdrive_chunks_below_three_copies",
+                "Chunks with fewer than three live copies (the durability figure to watch).",
+            ),
+            bundle: b.build(),
+        }
+    }
+
+    /// The metrics, to register in the process's registry.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    /// A chunk read or write to `node` failed.
+    pub(crate) fn chunk_error(&self, node: &str, op: &'static str) {
+        self.chunk_errors.with_label_values(&[node, op]).inc();
+    }
+
+    /// A metadata operation (`read`, `scan`, `write`, `cas`) missed its quorum.
+    pub(crate) fn quorum_failure(&self, op: &str) {
+        self.quorum_failures.with_label_values(&[op]).inc();
+    }
+
+    /// The request for s3s, its body counting the bytes received. A request
+    /// without a body (most GETs) keeps hyper's body as it is; the others
+    /// pay one allocation for the wrapper.
+    pub(crate) fn meter_request(&self, req: http::Request<Incoming>) -> s3s::HttpRequest {
+        if req.body().is_end_stream() {
+            return req.map(s3s::Body::from);
+        }
+        let bytes = self.s3_bytes_in.clone();
+        req.map(|inner| {
+            s3s::Body::http_body(Metered {
+                inner,
+                bytes,
+                timer: None,
+            })
+        })
+    }
+
+    /// Counts an answer of `op` and wraps its body so that the bytes sent
+    /// and the duration (to the body's last byte) are recorded.
+    pub(crate) fn meter_response<B>(
+        &self,
+        response: http::Response<B>,
+        op: &str,
+        started: Instant,
+    ) -> http::Response<Metered<B>> {
+        self.s3_requests
+            .with_label_values(&[op, response.status().as_str()])
+            .inc();
+        let timer = Some((self.s3_duration.with_label_values(&[op]), started));
+        let bytes = self.s3_bytes_out.clone();
+        response.map(|inner| Metered {
+            inner,
+            bytes,
+            timer,
+        })
+    }
+
+    /// Counts a request s3s failed without an answer (the connection closes).
+    pub(crate) fn count_failed(&self, op: &str) {
+        self.s3_requests.with_label_values(&[op, "error"]).inc();
+    }
+}
+
+tokio::task_local! {
+    /// The operation of the S3 request this task serves, named by the access check.
+    static S3_OP: Cell<&'static str>;
+}
+
+/// Runs `serve` (one S3 request) and returns its output with the operation
+/// the access check named ([`OTHER_OP`] if none).
+pub(crate) async fn with_op<F: Future>(serve: F) -> (F::Output, &'static str) {
+    S3_OP
+        .scope(Cell::new(OTHER_OP), async {
+            let output = serve.await;
+            (output, S3_OP.with(Cell::get))
+        })
+        .await
+}
+
+/// Names the operation of the request being served; called by s3s's access
+/// check, which knows it. Outside [`with_op`] it does nothing.
+pub(crate) fn set_op(name: &str) {
+    let label = op_label(name);
+    let _ = S3_OP.try_with(|op| op.set(label));
+}
+
+/// The label of an operation name: itself if in [`S3_OPERATIONS`], else [`OTHER_OP`].
+pub fn op_label(name: &str) -> &'static str {
+    S3_OPERATIONS
+        .binary_search(&name)
+        .map(|i| S3_OPERATIONS[i])
+        .unwrap_or(OTHER_OP)
+}
+
+/// A body that counts the bytes of its data frames and, for an answer,
+/// records the request's duration when it is dropped (sent or abandoned).
+pub struct Metered<B> {
+    inner: B,
+    bytes: IntCounter,
+    timer: Option<(Histogram, Instant)>,
+}
+
+impl<B> Body for Metered<B>
+where
+    B: Body<Data = Bytes> + Unpin,
+{
+    type Data = Bytes;
+    type Error = B::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, B::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        if let Poll::Ready(Some(Ok(frame))) = &polled
+            && let Some(data) = frame.data_ref()
+        {
+            self.bytes.inc_by(data.len() as u64);
+        }
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+impl<B> Drop for Metered<B> {
+    fn drop(&mut self) {
+        if let Some((histogram, started)) = self.timer.take() {
+            histogram.observe(started.elapsed().as_secs_f64());
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn operation_labels_are_a_fixed_sorted_set() {
+        assert!(S3_OPERATIONS.windows(2).all(|w| w[0] < w[1]));
+        assert_eq!(op_label("GetObject"), "GetObject");
+        assert_eq!(op_label("ListObjectsV2"), "ListObjectsV2");
+        assert_eq!(op_label("SelectObjectContent"), OTHER_OP);
+    }
+
+    #[tokio::test]
+    async fn the_access_check_names_the_operation_of_its_task() {
+        let ((), op) = with_op(async { set_op("PutObject") }).await;
+        assert_eq!(op, "PutObject");
+        let ((), op) = with_op(async {}).await;
+        assert_eq!(op, OTHER_OP);
+        set_op("PutObject"); // outside a request: ignored
+    }
+}
