@@ -64,6 +64,7 @@ if [ "$running" = "7 of 7 running" ]; then ok "7 separate processes running"; el
 
 # shellcheck disable=SC1091
 . "$DIR/cluster.env"
+export FLEXDRIVE_ADMIN_TOKEN
 export AWS_ACCESS_KEY_ID=$FLEXDRIVE_ROOT_ACCESS_KEY AWS_SECRET_ACCESS_KEY=$FLEXDRIVE_ROOT_SECRET_KEY AWS_DEFAULT_REGION=us-east-1
 unset AWS_PROFILE AWS_CA_BUNDLE
 GW1=http://127.0.0.1:$BASE
@@ -100,6 +101,39 @@ if [ "$listed" = "1" ]; then ok "gateway 2 lists it"; else fail "list through ga
 # Chunks are on three different storage nodes' disks (13 chunks x 3 copies).
 copies=$(find "$DIR"/storage-*/chunks -type f -name '????????????????????????????????' ! -path '*/chunks/tmp/*' 2>/dev/null | wc -l)
 if [ "$copies" = "39" ]; then ok "39 chunk files: 13 chunks x 3 copies"; else fail "chunk copies" "$copies chunk files, expected 39"; fi
+
+# The operator's view: every member alive, then one storage process killed
+# shows up as down with chunks below three copies (bounded wait).
+BIN=${FLEXDRIVE_BIN:-target/release/flexdrive}
+admin() { timeout 30 "$BIN" admin --admin-endpoint "http://127.0.0.1:$((BASE + 80))" --json "$@"; }
+status_check() { # python expression over the status JSON `s`
+    admin status 2>/dev/null | python3 -c "import json,sys; s=json.load(sys.stdin); sys.exit(0 if ($1) else 1)"
+}
+if status_check "len(s['members']) == 7 and all(m['state'] == 'alive' for m in s['members'])"; then
+    ok "admin status shows 7 members alive"
+else
+    fail "admin status" "$(admin status 2>&1 | head -c 300)"
+fi
+victim_pid=$(cat "$DIR/pids/storage-5.pid" 2>/dev/null)
+kill -9 "$victim_pid" 2>/dev/null
+seen=""
+for _ in $(seq 1 60); do
+    if status_check "any(m['role'] == 'storage' and m['state'] == 'down' for m in s['members']) and s['durability']['chunks_below_three_copies'] > 0"; then
+        seen=1
+        break
+    fi
+    sleep 0.5
+done
+if [ -n "$seen" ]; then
+    ok "a killed storage node shows as down with chunks below three copies"
+else
+    fail "killed node in admin status" "$(admin status 2>&1 | head -c 400)"
+fi
+if aws2 s3 cp --only-show-errors s3://crossing/obj.bin "$WORK/obj.again" && cmp -s "$WORK/obj.bin" "$WORK/obj.again"; then
+    ok "still readable with a storage node down"
+else
+    fail "read with a node down" "download failed or bytes differ"
+fi
 
 if aws2 s3 rm --only-show-errors s3://crossing/obj.bin && aws1 s3 rb s3://crossing >/dev/null; then
     ok "deleted through gateway 2, bucket removed through gateway 1"
