@@ -102,6 +102,37 @@ fn answer_checksums(resolved: &Resolved, mode: Option<&ChecksumMode>, ranged: bo
     }
 }
 
+/// GetObjectInput and HeadObjectInput carry the same fields for what to
+/// read, its conditions and the `response-*` overrides; one macro reads both.
+macro_rules! resolve_input {
+    ($gateway:ident, $input:ident) => {{
+        let resolved = $gateway
+            .resolve(
+                &$input.bucket,
+                &$input.key,
+                $input.version_id.as_deref(),
+                $input.range,
+                $input.part_number,
+                Conditions {
+                    if_match: $input.if_match.as_ref(),
+                    if_none_match: $input.if_none_match.as_ref(),
+                    if_modified_since: $input.if_modified_since.as_ref(),
+                    if_unmodified_since: $input.if_unmodified_since.as_ref(),
+                },
+            )
+            .await?;
+        let overrides = Overrides {
+            content_type: $input.response_content_type,
+            cache_control: $input.response_cache_control,
+            content_disposition: $input.response_content_disposition,
+            content_encoding: $input.response_content_encoding,
+            content_language: $input.response_content_language,
+            expires: $input.response_expires,
+        };
+        (resolved, overrides)
+    }};
+}
+
 impl Inner {
     async fn resolve(
         &self,
@@ -175,29 +206,7 @@ impl Inner {
     ) -> S3Result<S3Response<GetObjectOutput>> {
         let input = req.input;
         let ranged = input.range.is_some();
-        let resolved = self
-            .resolve(
-                &input.bucket,
-                &input.key,
-                input.version_id.as_deref(),
-                input.range,
-                input.part_number,
-                Conditions {
-                    if_match: input.if_match.as_ref(),
-                    if_none_match: input.if_none_match.as_ref(),
-                    if_modified_since: input.if_modified_since.as_ref(),
-                    if_unmodified_since: input.if_unmodified_since.as_ref(),
-                },
-            )
-            .await?;
-        let overrides = Overrides {
-            content_type: input.response_content_type,
-            cache_control: input.response_cache_control,
-            content_disposition: input.response_content_disposition,
-            content_encoding: input.response_content_encoding,
-            content_language: input.response_content_language,
-            expires: input.response_expires,
-        };
+        let (resolved, overrides) = resolve_input!(self, input);
         let mut output = describe(&resolved, overrides);
         let checksums = answer_checksums(&resolved, input.checksum_mode.as_ref(), ranged);
         set_checksums!(output, checksums, typed);
@@ -212,29 +221,7 @@ impl Inner {
     ) -> S3Result<S3Response<HeadObjectOutput>> {
         let input = req.input;
         let ranged = input.range.is_some();
-        let resolved = self
-            .resolve(
-                &input.bucket,
-                &input.key,
-                input.version_id.as_deref(),
-                input.range,
-                input.part_number,
-                Conditions {
-                    if_match: input.if_match.as_ref(),
-                    if_none_match: input.if_none_match.as_ref(),
-                    if_modified_since: input.if_modified_since.as_ref(),
-                    if_unmodified_since: input.if_unmodified_since.as_ref(),
-                },
-            )
-            .await?;
-        let overrides = Overrides {
-            content_type: input.response_content_type,
-            cache_control: input.response_cache_control,
-            content_disposition: input.response_content_disposition,
-            content_encoding: input.response_content_encoding,
-            content_language: input.response_content_language,
-            expires: input.response_expires,
-        };
+        let (resolved, overrides) = resolve_input!(self, input);
         let get = describe(&resolved, overrides);
         let mut output = HeadObjectOutput {
             content_length: get.content_length,
