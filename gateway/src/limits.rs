@@ -151,3 +151,13 @@ pub const MAX_LISTED_PARTITIONS: usize = 32;
 /// Object records `GET /v1/buckets/{name}` counts at most; past this the
 /// answer says its numbers are a lower bound.
 pub const ADMIN_BUCKET_SCAN_RECORDS: usize = 100_000;
+
+/// How long a gateway serves reads (GET, HEAD, listings) from a bucket record
+/// it read before: saves one quorum read per small GET. Writes always read
+/// the bucket at quorum, so a bucket deleted (or re-created) through another
+/// gateway never receives writes under a stale id; reads may see the old
+/// bucket for at most this long.
+pub const BUCKET_CACHE_TTL: Duration = Duration::from_secs(1);
+
+/// Bucket records kept for [`BUCKET_CACHE_TTL`].
+pub const BUCKET_CACHE_ENTRIES: usize = 1024;

@@ -31,6 +31,13 @@ async fn bucket_can_be_created_listed_located_and_deleted() {
             .is_none_or(|l| l.as_str().is_empty())
     );
 
+    // A listing caches the bucket record for reads; deleting it must drop that.
+    c.client
+        .list_objects_v2()
+        .bucket("photos")
+        .send()
+        .await
+        .unwrap();
     c.client
         .delete_bucket()
         .bucket("photos")
@@ -45,6 +52,14 @@ async fn bucket_can_be_created_listed_located_and_deleted() {
         .await
         .unwrap_err();
     assert_eq!(error_status(&err), 404);
+    let err = c
+        .client
+        .list_objects_v2()
+        .bucket("photos")
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchBucket");
     let list = c.client.list_buckets().send().await.unwrap();
     let names: Vec<&str> = list.buckets().iter().filter_map(|b| b.name()).collect();
     assert_eq!(names, ["videos"]);

@@ -106,7 +106,7 @@ impl Inner {
     ) -> S3Result<S3Response<GetObjectAttributesOutput>> {
         let input = req.input;
         let wanted = Wanted::parse(&input.object_attributes)?;
-        let bucket = self.bucket(&input.bucket).await?;
+        let bucket = self.bucket_for_read(&input.bucket).await?;
         let (_, record) = self.object_record(&bucket, &input.key).await?;
         // A delete marker answers as on GET: NoSuchKey, or 405 by version id.
         let version = pick_version(&record, &input.key, input.version_id.as_deref())?;

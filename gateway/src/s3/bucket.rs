@@ -37,6 +37,17 @@ impl Inner {
             .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))
     }
 
+    /// The bucket's record for a read-only operation, from a short cache
+    /// (see `BUCKET_CACHE_TTL`); NoSuchBucket is never cached.
+    pub(crate) async fn bucket_for_read(&self, name: &str) -> S3Result<BucketRecord> {
+        if let Some(bucket) = self.bucket_cache.get(name) {
+            return Ok(bucket);
+        }
+        let bucket = self.bucket(name).await?;
+        self.bucket_cache.insert(name, bucket.clone());
+        Ok(bucket)
+    }
+
     /// Changes fields of a bucket's record (tags, configurations) by read,
     /// modify, write. Two updates of one bucket at the same moment can lose
     /// one of them (see `Tables::rewrite`); a concurrent delete always wins.
@@ -66,6 +77,7 @@ impl Inner {
             )
             .await?;
         self.cors_cache.forget(name);
+        self.bucket_cache.forget(name);
         Ok(bucket)
     }
 
@@ -278,6 +290,7 @@ impl Inner {
             )
             .await?;
         self.cors_cache.forget(&bucket.name);
+        self.bucket_cache.forget(&bucket.name);
         Ok(())
     }
 

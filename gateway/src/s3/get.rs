@@ -143,7 +143,7 @@ impl Inner {
         part_number: Option<i32>,
         conditions: Conditions<'_>,
     ) -> S3Result<Resolved> {
-        let bucket = self.bucket(bucket).await?;
+        let bucket = self.bucket_for_read(bucket).await?;
         let (_, record) = self.object_record(&bucket, key).await?;
         let version = pick_version(&record, key, version_id)?;
         let version_label = bucket.versioning.label(&version.version_id);

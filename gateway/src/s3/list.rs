@@ -244,7 +244,7 @@ impl Inner {
     ) -> S3Result<S3Response<ListObjectsOutput>> {
         let input = req.input;
         let names = Names::from_request(input.encoding_type.as_ref())?;
-        let bucket = self.bucket(&input.bucket).await?;
+        let bucket = self.bucket_for_read(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let start = input
@@ -288,7 +288,7 @@ impl Inner {
     ) -> S3Result<S3Response<ListObjectsV2Output>> {
         let input = req.input;
         let names = Names::from_request(input.encoding_type.as_ref())?;
-        let bucket = self.bucket(&input.bucket).await?;
+        let bucket = self.bucket_for_read(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
         let start = match (&input.continuation_token, &input.start_after) {

@@ -42,6 +42,8 @@ pub(crate) struct Inner {
     pub root_access_key: String,
     /// Buckets' CORS rules, read recently (see `cors`).
     pub cors_cache: cors::CorsCache,
+    /// Bucket records read recently, for reads only (see `bucket_for_read`).
+    pub bucket_cache: crate::cache::TtlCache<crate::model::BucketRecord>,
 }
 
 impl Gateway {
@@ -59,6 +61,10 @@ impl Gateway {
                 keys,
                 root_access_key: config.root_access_key.clone(),
                 cors_cache: cors::CorsCache::default(),
+                bucket_cache: crate::cache::TtlCache::new(
+                    crate::limits::BUCKET_CACHE_TTL,
+                    crate::limits::BUCKET_CACHE_ENTRIES,
+                ),
             }),
         }
     }

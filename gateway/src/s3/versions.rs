@@ -138,7 +138,7 @@ impl Inner {
     ) -> S3Result<S3Response<ListObjectVersionsOutput>> {
         let input = req.input;
         let names = Names::from_request(input.encoding_type.as_ref())?;
-        let bucket = self.bucket(&input.bucket).await?;
+        let bucket = self.bucket_for_read(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let key_marker = input.key_marker.clone().filter(|m| !m.is_empty());
         let version_marker = input.version_id_marker.clone().filter(|m| !m.is_empty());
