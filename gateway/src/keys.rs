@@ -10,8 +10,7 @@ use s3s::{S3Result, s3_error};
 use crate::cache::TtlCache;
 use crate::hlc::wall_ms;
 use crate::limits::{
-    KEY_CACHE_ENTRIES, KEY_CACHE_TTL, MAX_ACCESS_KEY_LEN, MAX_KEY_NAME_LEN, MAX_SCAN_ROUNDS,
-    SCAN_BATCH, SYSTEM_PARTITION,
+    KEY_CACHE_ENTRIES, KEY_CACHE_TTL, MAX_ACCESS_KEY_LEN, MAX_KEY_NAME_LEN, SYSTEM_PARTITION,
 };
 use crate::model::{self, BucketGrant, BucketRecord, KeyRecord};
 use crate::table::Tables;
@@ -125,28 +124,10 @@ impl KeyStore {
 
     /// Every stored key, in access key order.
     pub async fn list(&self) -> S3Result<Vec<KeyRecord>> {
-        let (mut start, end) = model::access_key_range();
-        let mut keys = Vec::new();
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let page = self
-                .tables
-                .scan(Table::Keys, SYSTEM_PARTITION, &start, &end, SCAN_BATCH)
-                .await?;
-            keys.extend(
-                page.records
-                    .iter()
-                    .filter_map(|r| r.value.as_deref())
-                    .filter_map(model::decode::<KeyRecord>),
-            );
-            match page.next {
-                Some(next) => start = next,
-                None => return Ok(keys),
-            }
-        }
-        Err(s3_error!(
-            ServiceUnavailable,
-            "listing keys took too many rounds; retry"
-        ))
+        let (start, end) = model::access_key_range();
+        self.tables
+            .scan_all(Table::Keys, SYSTEM_PARTITION, &start, &end)
+            .await
     }
 
     /// Deletes a key; false if there was none.

@@ -19,6 +19,7 @@ use s3s::{S3Result, s3_error};
 use crate::cluster::Cluster;
 use crate::hlc::Hlc;
 use crate::limits::QUORUM;
+use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH};
 
 #[derive(Clone)]
 pub struct Tables {
@@ -274,6 +275,40 @@ impl Tables {
             records: merged.into_values().collect(),
             next,
         })
+    }
+
+    /// Every live record with `start <= key < end`, decoded, in key order;
+    /// 503 when the range holds more than MAX_SCAN_ROUNDS pages, rather than
+    /// a silently partial answer.
+    pub async fn scan_all<T: serde::de::DeserializeOwned>(
+        &self,
+        table: Table,
+        partition: u16,
+        start: &[u8],
+        end: &[u8],
+    ) -> S3Result<Vec<T>> {
+        let mut position = start.to_vec();
+        let mut all = Vec::new();
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .scan(table, partition, &position, end, SCAN_BATCH)
+                .await?;
+            all.extend(
+                page.records
+                    .iter()
+                    .filter_map(|r| r.value.as_deref())
+                    .filter_map(crate::model::decode::<T>),
+            );
+            match page.next {
+                Some(next) => position = next,
+                None => return Ok(all),
+            }
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "too many {} records to read in one request; retry",
+            table.name()
+        ))
     }
 
     /// Asks every replica of a partition at once and returns the first

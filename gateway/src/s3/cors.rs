@@ -4,15 +4,14 @@
 //! the HTTP layer (server.rs) calls in here before and after s3s; the rules
 //! are cached briefly so that browser traffic costs no quorum read per request.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
 use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Gateway, Inner};
+use crate::cache::TtlCache;
 use crate::limits::{CORS_CACHE_ENTRIES, CORS_CACHE_TTL, MAX_CORS_RULES, MAX_RULE_ID_LEN};
 use crate::model::CorsRule;
 
@@ -22,42 +21,27 @@ const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];
 type Rules = Option<Arc<Vec<CorsRule>>>;
 
 /// Recently read CORS rules per bucket name (None: no configuration, or no
-/// such bucket). Bounded: when full, expired entries go, and if that is not
-/// enough, everything does.
-#[derive(Default)]
-pub(crate) struct CorsCache {
-    entries: Mutex<HashMap<String, (Instant, Rules)>>,
+/// such bucket).
+pub(crate) struct CorsCache(TtlCache<Rules>);
+
+impl Default for CorsCache {
+    fn default() -> Self {
+        CorsCache(TtlCache::new(CORS_CACHE_TTL, CORS_CACHE_ENTRIES))
+    }
 }
 
 impl CorsCache {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (Instant, Rules)>> {
-        match self.entries.lock() {
-            Ok(m) => m,
-            Err(poisoned) => poisoned.into_inner(),
-        }
-    }
-
     fn get(&self, bucket: &str) -> Option<Rules> {
-        self.lock()
-            .get(bucket)
-            .filter(|(at, _)| at.elapsed() < CORS_CACHE_TTL)
-            .map(|(_, rules)| rules.clone())
+        self.0.get(bucket)
     }
 
     fn put(&self, bucket: &str, rules: Rules) {
-        let mut entries = self.lock();
-        if entries.len() >= CORS_CACHE_ENTRIES {
-            entries.retain(|_, (at, _)| at.elapsed() < CORS_CACHE_TTL);
-            if entries.len() >= CORS_CACHE_ENTRIES {
-                entries.clear();
-            }
-        }
-        entries.insert(bucket.to_string(), (Instant::now(), rules));
+        self.0.insert(bucket, rules);
     }
 
     /// Drops a bucket's entry, after this gateway changed or deleted it.
     pub fn forget(&self, bucket: &str) {
-        self.lock().remove(bucket);
+        self.0.forget(bucket);
     }
 }
 

@@ -44,31 +44,15 @@ impl Inner {
 
     /// Every part record of an upload, in part-number order.
     async fn parts(&self, bucket: &BucketRecord, upload_id: &str) -> S3Result<Vec<PartRecord>> {
-        let partition = model::bucket_partition(&bucket.id);
         let prefix = model::part_prefix(&bucket.id, upload_id);
-        let end = model::prefix_end(&prefix);
-        let mut start = prefix;
-        let mut parts = Vec::new();
-        for _ in 0..MAX_SCAN_ROUNDS {
-            let page = self
-                .tables
-                .scan(Table::Parts, partition, &start, &end, SCAN_BATCH)
-                .await?;
-            parts.extend(
-                page.records
-                    .iter()
-                    .filter_map(|r| r.value.as_deref())
-                    .filter_map(model::decode::<PartRecord>),
-            );
-            match page.next {
-                Some(next) => start = next,
-                None => return Ok(parts),
-            }
-        }
-        Err(s3_error!(
-            ServiceUnavailable,
-            "too many part records to read in one request"
-        ))
+        self.tables
+            .scan_all(
+                Table::Parts,
+                model::bucket_partition(&bucket.id),
+                &prefix,
+                &model::prefix_end(&prefix),
+            )
+            .await
     }
 
     /// Tombstones for the upload and its parts, in one write per table.
