@@ -6,9 +6,10 @@ use std::time::Duration;
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use gateway::admin::{
-    Allow, BucketInfo, BucketList, CreateBucket, CreateKey, CreatedKey, ErrorBody, GcStatus,
-    KeyInfo, KeyList, MemberInfo, NodeDetail, NodeList, Status,
+    Allow, BucketInfo, BucketList, CreateBucket, CreateKey, CreatedKey, ErrorBody, KeyInfo,
+    KeyList, MemberInfo, NodeDetail, NodeList, Status,
 };
+use gateway::gc::GcReport;
 use gateway::repair::DurabilityReport;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -246,12 +247,8 @@ impl AdminClient {
                 }
             }
             ClusterAction::Gc => {
-                let gc: GcStatus = decode(&get("/v1/gc").await?)?;
-                if json {
-                    pretty(&gc)
-                } else {
-                    format!("GC queue: {} ({})", gc.queue, gc.note)
-                }
+                let gc: GcReport = decode(&get("/v1/gc").await?)?;
+                if json { pretty(&gc) } else { gc_text(&gc) }
             }
             ClusterAction::BucketList => {
                 let list: BucketList = decode(&get("/v1/buckets").await?)?;
@@ -448,6 +445,34 @@ fn durability_text(r: &DurabilityReport) -> String {
     out.join("\n")
 }
 
+fn gc_text(g: &GcReport) -> String {
+    let last = match g.last_complete_ms {
+        Some(ms) => format!(
+            "last complete sweep {} looked at {} chunk files",
+            gateway::admin::rfc3339(ms),
+            g.chunks_scanned
+        ),
+        None => "no complete sweep yet".to_string(),
+    };
+    let mut out = vec![
+        format!(
+            "GC queue: {}  (unlisted chunks younger than the grace period of {} s, or not deleted yet)",
+            g.queue, g.grace_secs
+        ),
+        format!(
+            "GC: {last}; deleted {} unlisted chunks ({} bytes) since the leader started",
+            g.chunks_deleted, g.bytes_freed
+        ),
+    ];
+    if g.unresolved > 0 {
+        out.push(format!(
+            "GC: {} chunks kept because their records could not be read",
+            g.unresolved
+        ));
+    }
+    out.join("\n")
+}
+
 fn status_text(s: &Status) -> String {
     let storage = s.members.iter().filter(|m| m.role == "storage").count();
     let down = s
@@ -473,7 +498,10 @@ fn status_text(s: &Status) -> String {
         out.push(format!("  without quorum: {:?}", p.without_quorum));
     }
     out.push(durability_text(&s.durability));
-    out.push(format!("GC queue: {} ({})", s.gc.queue, s.gc.note));
+    out.push(gc_text(&s.gc));
+    if let Some(leader) = &s.leader {
+        out.push(format!("Background work led by storage node {leader}"));
+    }
     out.join("\n")
 }
 

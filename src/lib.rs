@@ -10,6 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chunkstore::{StorageConfig, StorageNode};
+use gateway::background::{Background, BackgroundConfig};
 use gateway::{GatewayConfig, RunningGateway};
 use membership::{LoadReport, Membership, Role, Snapshot};
 use telemetry::prometheus::Registry;
@@ -37,10 +38,12 @@ pub struct GossipConfig {
     pub probe_period: Duration,
 }
 
-/// A running storage node with its membership.
+/// A running storage node with its membership and the background workers
+/// beside it (lifecycle, repair, garbage collection; the leading node acts).
 pub struct StorageRole {
     pub node: Arc<StorageNode>,
     pub membership: Arc<Membership>,
+    background: Background,
     /// This node's metrics and its membership view's, for its own admin port.
     registry: Registry,
     admin: Option<AdminPort>,
@@ -55,7 +58,12 @@ struct AdminPort {
 }
 
 impl StorageRole {
-    pub async fn start(config: StorageConfig, gossip: GossipConfig) -> anyhow::Result<StorageRole> {
+    pub async fn start(
+        config: StorageConfig,
+        gossip: GossipConfig,
+        background: BackgroundConfig,
+    ) -> anyhow::Result<StorageRole> {
+        let cluster_secret = config.cluster_secret.clone();
         let node = Arc::new(StorageNode::start(config).await?);
         let membership = Membership::start(membership::Config {
             id: node.id().to_string(),
@@ -70,8 +78,16 @@ impl StorageRole {
         .await
         .context("starting membership")?;
         let membership = Arc::new(membership);
+        let background = gateway::background::start(
+            node.id(),
+            &cluster_secret,
+            background,
+            membership.watch(),
+            node.worker_port(),
+        );
         let registry = Registry::new();
         node.metrics().bundle().register(&registry)?;
+        background.metrics().bundle().register(&registry)?;
         telemetry::membership_metrics(membership.watch()).register(&registry)?;
         let load_task = {
             let node = node.clone();
@@ -93,6 +109,7 @@ impl StorageRole {
         Ok(StorageRole {
             node,
             membership,
+            background,
             registry,
             admin: None,
             load_task,
@@ -101,6 +118,18 @@ impl StorageRole {
 
     pub fn gossip_addr(&self) -> SocketAddr {
         self.membership.local_addr()
+    }
+
+    /// Adds this node's metrics to another registry (`flexdrive server`
+    /// serves one for the whole process).
+    fn register_metrics(&self, registry: &Registry) -> telemetry::prometheus::Result<()> {
+        self.node.metrics().bundle().register(registry)?;
+        self.background.metrics().bundle().register(registry)
+    }
+
+    fn unregister_metrics(&self, registry: &Registry) {
+        let _ = self.node.metrics().bundle().unregister(registry);
+        let _ = self.background.metrics().bundle().unregister(registry);
     }
 
     /// Serves this node's `/metrics`, `/health/live` and `/health/ready` on
@@ -123,6 +152,7 @@ impl StorageRole {
 
     /// Leaves the cluster (or, with `crash`, just goes silent), then stops serving.
     async fn stop(self, crash: bool) {
+        self.background.stop();
         if let Some(admin) = self.admin {
             let _ = admin.stop.send(true);
             let _ = admin.task.await;
@@ -220,10 +250,9 @@ pub struct EmbeddedConfig {
     /// Admin API address and bearer token (None: no admin API).
     pub admin_addr: Option<SocketAddr>,
     pub admin_token: Option<String>,
-    /// Lifecycle worker timing (tests shorten the day).
-    pub lifecycle: gateway::lifecycle::LifecycleConfig,
-    /// Durability worker timing and dead-node timeout (tests shorten them).
-    pub repair: gateway::repair::RepairConfig,
+    /// Timing of the storage nodes' background workers (tests shorten the
+    /// lifecycle day, the dead-node timeout and the GC grace period).
+    pub background: BackgroundConfig,
 }
 
 /// One gateway and N storage nodes in this process, on loopback.
@@ -235,6 +264,7 @@ pub struct Embedded {
     cluster_secret: String,
     seeds: Vec<String>,
     probe_period: Duration,
+    background: BackgroundConfig,
 }
 
 impl Embedded {
@@ -252,6 +282,7 @@ impl Embedded {
                 &cluster_secret,
                 &seeds,
                 config.probe_period,
+                config.background.clone(),
             )
             .await?;
             if seeds.is_empty() {
@@ -270,8 +301,6 @@ impl Embedded {
                 domains: config.domains,
                 admin_addr: config.admin_addr,
                 admin_token: config.admin_token,
-                lifecycle: config.lifecycle,
-                repair: config.repair,
             },
             GossipConfig {
                 bind_addr: loopback,
@@ -284,10 +313,7 @@ impl Embedded {
         .await?;
         // One registry for the process: the storage nodes' metrics join the gateway's.
         for role in storage.iter().flatten() {
-            role.node
-                .metrics()
-                .bundle()
-                .register(gateway.gateway.registry())?;
+            role.register_metrics(gateway.gateway.registry())?;
         }
         gateway
             .wait_ready(config.storage_nodes, STARTUP_TIMEOUT)
@@ -299,6 +325,7 @@ impl Embedded {
             cluster_secret,
             seeds,
             probe_period: config.probe_period,
+            background: config.background,
         })
     }
 
@@ -311,12 +338,10 @@ impl Embedded {
             &self.cluster_secret,
             &self.seeds,
             self.probe_period,
+            self.background.clone(),
         )
         .await?;
-        role.node
-            .metrics()
-            .bundle()
-            .register(self.gateway.gateway.registry())?;
+        role.register_metrics(self.gateway.gateway.registry())?;
         self.storage.push(Some(role));
         Ok(())
     }
@@ -337,11 +362,7 @@ impl Embedded {
     pub async fn kill_storage(&mut self, index: usize) {
         if let Some(role) = self.storage.get_mut(index).and_then(Option::take) {
             // Its series leave /metrics; membership shows it down.
-            let _ = role
-                .node
-                .metrics()
-                .bundle()
-                .unregister(self.gateway.gateway.registry());
+            role.unregister_metrics(self.gateway.gateway.registry());
             role.stop(true).await;
         }
     }
@@ -360,6 +381,7 @@ async fn start_storage(
     cluster_secret: &str,
     seeds: &[String],
     probe_period: Duration,
+    background: BackgroundConfig,
 ) -> anyhow::Result<StorageRole> {
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     StorageRole::start(
@@ -376,6 +398,7 @@ async fn start_storage(
             zone: format!("zone{index}"),
             probe_period,
         },
+        background,
     )
     .await
     .with_context(|| format!("starting storage node {index}"))

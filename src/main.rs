@@ -160,6 +160,9 @@ struct ServerArgs {
     /// Storage nodes to run [default: 3].
     #[arg(long, env = "FLEXDRIVE_STORAGE_NODES")]
     storage_nodes: Option<usize>,
+    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
+    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
+    dead_node_timeout: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     s3: S3Args,
@@ -189,9 +192,6 @@ struct S3Args {
     /// Admin API bearer token [server default: generated on first start and kept in the data dir].
     #[arg(long, env = "FLEXDRIVE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
-    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
-    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
-    dead_node_timeout: Option<u64>,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -228,6 +228,9 @@ struct StorageArgs {
     /// Address for /metrics, /health/live and /health/ready [default: off].
     #[arg(long, env = "FLEXDRIVE_ADMIN_ADDR")]
     admin_addr: Option<SocketAddr>,
+    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
+    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
+    dead_node_timeout: Option<u64>,
     #[command(flatten)]
     #[serde(flatten)]
     cluster: ClusterArgs,
@@ -313,7 +316,6 @@ fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
         },
         admin_addr: flags.admin_addr.or(file.admin_addr),
         admin_token: flags.admin_token.or(file.admin_token),
-        dead_node_timeout: flags.dead_node_timeout.or(file.dead_node_timeout),
     }
 }
 
@@ -339,10 +341,11 @@ fn chunk_size(s3: &S3Args) -> anyhow::Result<usize> {
     Ok(size)
 }
 
-fn repair(s3: &S3Args) -> gateway::repair::RepairConfig {
-    let mut config = gateway::repair::RepairConfig::default();
-    if let Some(secs) = s3.dead_node_timeout {
-        config.dead_after = Duration::from_secs(secs);
+/// The storage nodes' background workers, with the operator's dead-node timeout.
+fn background(dead_node_timeout: Option<u64>) -> gateway::background::BackgroundConfig {
+    let mut config = gateway::background::BackgroundConfig::default();
+    if let Some(secs) = dead_node_timeout {
+        config.repair.dead_after = Duration::from_secs(secs);
     }
     config
 }
@@ -447,8 +450,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         probe_period: DEFAULT_PROBE_PERIOD,
         admin_addr: Some(admin_addr),
         admin_token: Some(admin_token.clone()),
-        lifecycle: Default::default(),
-        repair: repair(&s3),
+        background: background(flags.dead_node_timeout.or(file.dead_node_timeout)),
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -495,6 +497,7 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
             capacity_bytes: flags.capacity.or(file.capacity),
         },
         gossip(&cluster)?,
+        background(flags.dead_node_timeout.or(file.dead_node_timeout)),
     )
     .await?;
     println!(
@@ -530,8 +533,6 @@ async fn gateway(flags: GatewayArgs, file: GatewayArgs) -> anyhow::Result<()> {
             chunk_size: chunk_size(&s3)?,
             region: s3.region.clone().unwrap_or_else(|| DEFAULT_REGION.into()),
             domains: domains(&s3),
-            lifecycle: Default::default(),
-            repair: repair(&s3),
             admin_addr: s3.admin_addr,
             admin_token: match (s3.admin_addr, given_admin_token(&s3)?) {
                 (Some(_), None) => {

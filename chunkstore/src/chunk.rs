@@ -17,7 +17,7 @@ use bytes::Bytes;
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{MAX_CHUNK_HEADER_LEN, MAX_CHUNK_SIZE};
-use crate::wire::{ChunkId, ChunkOwner};
+use crate::wire::{ChunkId, ChunkOwner, ListedChunk};
 
 /// First bytes of every chunk file; the trailing digit is the format version.
 pub const MAGIC: &[u8; 8] = b"FDCHUNK1";
@@ -138,11 +138,35 @@ impl ChunkStore {
         blocking(move || read_chunk(&path, range)).await
     }
 
+    /// Up to `limit` chunks with ids above `after`, in id order, with their
+    /// owners (for the garbage collector). Reads only the headers; a file
+    /// whose header does not parse is left out (a read reports it corrupt).
+    pub async fn list(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ListedChunk>, ChunkError> {
+        let dir = self.inner.dir.clone();
+        blocking(move || list_chunks(&dir, after, limit)).await
+    }
+
     /// Removes a chunk; a missing chunk is not an error. Returns whether a
     /// file was removed.
     pub async fn delete(&self, id: ChunkId) -> Result<bool, ChunkError> {
         let inner = self.inner.clone();
-        blocking(move || inner.delete(id)).await
+        blocking(move || inner.delete(id, None)).await
+    }
+
+    /// Removes a chunk only if its file is at least `min_age` old, checked
+    /// under the same lock as writes, so that a copy rewritten meanwhile (a
+    /// repair's) stays. Returns whether a file was removed.
+    pub async fn delete_if_older(
+        &self,
+        id: ChunkId,
+        min_age: std::time::Duration,
+    ) -> Result<bool, ChunkError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.delete(id, Some(min_age))).await
     }
 }
 
@@ -208,14 +232,25 @@ impl Inner {
         Ok(())
     }
 
-    fn delete(&self, id: ChunkId) -> Result<bool, ChunkError> {
+    fn delete(
+        &self,
+        id: ChunkId,
+        min_age: Option<std::time::Duration>,
+    ) -> Result<bool, ChunkError> {
         let path = chunk_path(&self.dir, id);
         let _guard = self.commit.lock().unwrap_or_else(|p| p.into_inner());
-        let len = match fs::metadata(&path) {
-            Ok(m) => m.len(),
+        let meta = match fs::metadata(&path) {
+            Ok(m) => m,
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
             Err(e) => return Err(e.into()),
         };
+        if let Some(min_age) = min_age {
+            let age = meta.modified()?.elapsed().unwrap_or_default();
+            if age < min_age {
+                return Ok(false);
+            }
+        }
+        let len = meta.len();
         match fs::remove_file(&path) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
@@ -289,6 +324,84 @@ fn open_dir(dir: &Path) -> Result<(u64, u64), ChunkError> {
         }
     }
     Ok((count, used))
+}
+
+fn list_chunks(
+    dir: &Path,
+    after: Option<ChunkId>,
+    limit: usize,
+) -> Result<Vec<ListedChunk>, ChunkError> {
+    let mut listed = Vec::new();
+    let first_dir = after.map_or(0, |id| id.0[0]);
+    let now = std::time::SystemTime::now();
+    for prefix in first_dir..=255u8 {
+        let mut ids: Vec<ChunkId> = Vec::new();
+        for entry in fs::read_dir(dir.join(hex::encode([prefix])))? {
+            let entry = entry?;
+            if let Some(id) = entry
+                .file_name()
+                .to_str()
+                .filter(|name| name.len() == 32)
+                .and_then(|name| name.parse::<ChunkId>().ok())
+                && after.is_none_or(|after| id > after)
+            {
+                ids.push(id);
+            }
+        }
+        ids.sort_unstable();
+        for id in ids {
+            if listed.len() >= limit {
+                return Ok(listed);
+            }
+            let path = chunk_path(dir, id);
+            let header = match read_header(&path) {
+                Ok(h) => h,
+                // Deleted since the directory was read.
+                Err(ChunkError::NotFound) => continue,
+                Err(e) => {
+                    tracing::warn!(chunk = %id, error = %e, "unreadable chunk header; not listed");
+                    continue;
+                }
+            };
+            let age_secs = fs::metadata(&path)
+                .and_then(|m| m.modified())
+                .ok()
+                .and_then(|t| now.duration_since(t).ok())
+                .map_or(0, |d| d.as_secs());
+            listed.push(ListedChunk {
+                id,
+                owner: header.owner,
+                size: header.size,
+                age_secs,
+            });
+        }
+    }
+    Ok(listed)
+}
+
+/// Reads only the magic and the header of a chunk file.
+fn read_header(path: &Path) -> Result<ChunkHeader, ChunkError> {
+    let mut file = match File::open(path) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Err(ChunkError::NotFound),
+        Err(e) => return Err(e.into()),
+    };
+    let mut prefix = [0u8; PREFIX_LEN];
+    io::Read::read_exact(&mut file, &mut prefix)
+        .map_err(|_| ChunkError::Corrupt("file shorter than its prefix".into()))?;
+    if &prefix[..MAGIC.len()] != MAGIC {
+        return Err(ChunkError::Corrupt("bad magic".into()));
+    }
+    let mut len_bytes = [0u8; 4];
+    len_bytes.copy_from_slice(&prefix[MAGIC.len()..]);
+    let header_len = u32::from_le_bytes(len_bytes);
+    if header_len > MAX_CHUNK_HEADER_LEN {
+        return Err(ChunkError::Corrupt("bad header length".into()));
+    }
+    let mut header = vec![0u8; header_len as usize];
+    io::Read::read_exact(&mut file, &mut header)
+        .map_err(|_| ChunkError::Corrupt("file shorter than its header".into()))?;
+    postcard::from_bytes(&header).map_err(|e| ChunkError::Corrupt(format!("bad header: {e}")))
 }
 
 fn read_chunk(path: &Path, range: Option<(u64, u64)>) -> Result<ChunkRead, ChunkError> {
@@ -403,6 +516,58 @@ mod tests {
             store.get(id, None).await,
             Err(ChunkError::NotFound)
         ));
+    }
+
+    #[tokio::test]
+    async fn listing_pages_in_id_order_with_owners_and_skips_unreadable_files() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).await.unwrap();
+        let mut ids: Vec<ChunkId> = (0..25).map(|_| ChunkId::random()).collect();
+        for id in &ids {
+            let data = Bytes::from(id.to_string());
+            let crc = crc32c::crc32c(&data);
+            store.put(*id, owner(), data, crc).await.unwrap();
+        }
+        let broken = ChunkId::random();
+        fs::write(store.path(broken), b"not a chunk").unwrap();
+        ids.sort();
+
+        let mut seen = Vec::new();
+        let mut after = None;
+        for _ in 0..10 {
+            let page = store.list(after, 7).await.unwrap();
+            assert!(page.len() <= 7);
+            let Some(last) = page.last() else { break };
+            after = Some(last.id);
+            for c in &page {
+                assert_eq!((&c.owner, c.size), (&owner(), 32));
+                assert!(c.age_secs < 60);
+            }
+            seen.extend(page.into_iter().map(|c| c.id));
+        }
+        assert_eq!(seen, ids);
+    }
+
+    #[tokio::test]
+    async fn conditional_delete_keeps_a_fresh_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = ChunkStore::open(dir.path()).await.unwrap();
+        let id = ChunkId::random();
+        let data = Bytes::from_static(b"young");
+        store
+            .put(id, owner(), data.clone(), crc32c::crc32c(&data))
+            .await
+            .unwrap();
+        let hour = std::time::Duration::from_secs(3600);
+        assert!(!store.delete_if_older(id, hour).await.unwrap());
+        assert!(store.path(id).exists());
+        assert!(
+            store
+                .delete_if_older(id, std::time::Duration::ZERO)
+                .await
+                .unwrap()
+        );
+        assert_eq!((store.chunk_count(), store.used_bytes()), (0, 0));
     }
 
     #[tokio::test]

@@ -18,7 +18,9 @@ use crate::limits::{
     CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
     MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
 };
-use crate::wire::{self, CasOutcome, CasRequest, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+use crate::wire::{
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ListedChunk, NodeStatus, Record, Table,
+};
 
 #[derive(Debug, thiserror::Error)]
 pub enum ClientError {
@@ -178,6 +180,72 @@ impl NodeClient {
             Ok(_) | Err(ClientError::NotFound) => Ok(()),
             Err(e) => Err(e),
         }
+    }
+
+    /// Deletes a chunk only if its file was written at least `min_age_secs`
+    /// ago (by the node's clock), so that a copy written since the caller
+    /// looked is kept. True if a file was removed.
+    pub async fn delete_chunk_if_older(
+        &self,
+        node: SocketAddr,
+        id: ChunkId,
+        min_age_secs: u64,
+    ) -> Result<bool, ClientError> {
+        let answer = self
+            .send(
+                node,
+                Method::DELETE,
+                format!("/chunks/{id}?older_than={min_age_secs}"),
+                &[],
+                Bytes::new(),
+                EMPTY_SHA256,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        match expect_chunk(node, answer) {
+            Ok(answer) => Ok(answer.status == StatusCode::NO_CONTENT),
+            Err(ClientError::NotFound) => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Up to `limit` chunks of `node` with ids above `after`, in id order.
+    pub async fn list_chunks(
+        &self,
+        node: SocketAddr,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> Result<Vec<ListedChunk>, ClientError> {
+        let path = match after {
+            Some(id) => format!("/chunks?after={id}&limit={limit}"),
+            None => format!("/chunks?limit={limit}"),
+        };
+        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// What the background workers beside `node` last published.
+    pub async fn worker_status(&self, node: SocketAddr) -> Result<Bytes, ClientError> {
+        let answer = self
+            .get(node, "/workers/status".into(), MAX_META_RESPONSE)
+            .await?;
+        expect_success(node, answer).map(|a| a.body)
+    }
+
+    /// Asks the background workers beside `node` for a pass now.
+    pub async fn wake_workers(&self, node: SocketAddr) -> Result<(), ClientError> {
+        let answer = self
+            .send(
+                node,
+                Method::POST,
+                "/workers/wake".into(),
+                &[],
+                Bytes::new(),
+                EMPTY_SHA256,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        expect_success(node, answer).map(drop)
     }
 
     /// Merges records into a table, durably.

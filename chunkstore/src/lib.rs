@@ -17,5 +17,7 @@ mod sync;
 pub mod wire;
 
 pub use client::{ClientError, NodeClient};
-pub use server::{StorageConfig, StorageNode};
-pub use wire::{CasOutcome, CasRequest, ChunkId, ChunkOwner, Expect, NodeStatus, Record, Table};
+pub use server::{StorageConfig, StorageNode, WorkerPort};
+pub use wire::{
+    CasOutcome, CasRequest, ChunkId, ChunkOwner, Expect, ListedChunk, NodeStatus, Record, Table,
+};

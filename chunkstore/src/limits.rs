@@ -23,6 +23,10 @@ pub const MAX_META_RESPONSE: u64 = 256 * 1024 * 1024;
 /// response size and the time a read transaction stays open.
 pub const MAX_SCAN_LIMIT: u32 = 10_000;
 
+/// Chunks one `GET /chunks` answers at most (about 1 KiB each with the
+/// longest keys, so a page stays near 10 MiB).
+pub const MAX_CHUNK_LIST: u32 = 10_000;
+
 /// How far the `x-amz-date` of a signed request may be from the node's clock,
 /// either way. Same window as AWS; it limits replay of captured requests.
 pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);

@@ -7,11 +7,15 @@
 //! | `PUT /chunks/{id}` + `x-fd-crc32c`, `x-fd-owner`, body = data | 204 once durable; 400 checksum mismatch |
 //! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk, `x-fd-owner`; 404; 409 corrupt; 416 bad range |
 //! | `DELETE /chunks/{id}` | 204 (also when missing) |
+//! | `DELETE /chunks/{id}?older_than=SECS` | 204 removed; 200 kept (absent, or written less than SECS ago) |
+//! | `GET /chunks?after=<id>&limit=N` | 200 postcard `Vec<`[`ListedChunk`]`>` in id order (for the garbage collector) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/objects/cas` body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
 //! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
 //! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>` |
 //! | `GET /status` | 200 postcard [`NodeStatus`] |
+//! | `GET /workers/status` | 200 what the background workers beside this node last published ([`WorkerPort`]) |
+//! | `POST /workers/wake` | 204; the workers start a pass now |
 //! | `GET /health/live` | 200 `ok`, no signature needed |
 //!
 //! Metrics and `/health/ready` are served on the process's admin port
@@ -36,6 +40,7 @@ use http_body_util::{BodyExt, Full, Limited};
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
+use std::sync::Mutex;
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tokio::task::JoinSet;
@@ -43,12 +48,14 @@ use tokio::task::JoinSet;
 use crate::auth::{self, VerifiedPayload};
 use crate::chunk::{ChunkError, ChunkStore};
 use crate::limits::{
-    ACCEPT_ERROR_PAUSE, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY, MAX_META_BODY,
-    MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
+    ACCEPT_ERROR_PAUSE, MAX_CHUNK_LIST, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY,
+    MAX_META_BODY, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
 use crate::metrics::StorageMetrics;
-use crate::wire::{self, CasOutcome, CasRequest, ChunkId, ChunkOwner, NodeStatus, Record, Table};
+use crate::wire::{
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ListedChunk, NodeStatus, Record, Table,
+};
 
 #[derive(Clone, Debug)]
 pub struct StorageConfig {
@@ -68,6 +75,49 @@ pub struct StorageNode {
     sync: tokio::task::JoinHandle<()>,
 }
 
+/// The link between a storage node and the background workers that run
+/// beside it (lifecycle, repair, garbage collection: they live in the
+/// gateway crate, which has the object model): the workers publish their
+/// status here for the admin API to read, and the admin API wakes them.
+#[derive(Clone)]
+pub struct WorkerPort {
+    status: Arc<Mutex<Bytes>>,
+    wake: watch::Sender<u64>,
+}
+
+impl Default for WorkerPort {
+    fn default() -> WorkerPort {
+        WorkerPort {
+            status: Arc::default(),
+            wake: watch::channel(0).0,
+        }
+    }
+}
+
+impl WorkerPort {
+    /// Replaces what `GET /workers/status` answers.
+    pub fn publish(&self, status: Bytes) {
+        *self.status.lock().unwrap_or_else(|p| p.into_inner()) = status;
+    }
+
+    pub fn status(&self) -> Bytes {
+        self.status
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// Asks the workers for a pass now.
+    pub fn wake(&self) {
+        self.wake.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Changes on every [`WorkerPort::wake`].
+    pub fn wakes(&self) -> watch::Receiver<u64> {
+        self.wake.subscribe()
+    }
+}
+
 /// What request handlers share.
 struct State {
     node_id: String,
@@ -78,6 +128,7 @@ struct State {
     meta: Arc<MetaStore>,
     in_flight: AtomicU32,
     metrics: StorageMetrics,
+    workers: WorkerPort,
 }
 
 impl StorageNode {
@@ -113,6 +164,7 @@ impl StorageNode {
                 meta: Arc::new(meta),
                 in_flight: AtomicU32::new(0),
                 metrics,
+                workers: WorkerPort::default(),
             }
         });
         let (stop, stop_rx) = watch::channel(false);
@@ -155,6 +207,11 @@ impl StorageNode {
     /// This node's metrics, to register in the process's registry.
     pub fn metrics(&self) -> &StorageMetrics {
         &self.state.metrics
+    }
+
+    /// Where the background workers beside this node report and are woken.
+    pub fn worker_port(&self) -> WorkerPort {
+        self.state.workers.clone()
     }
 
     /// `/health/ready` of this node: its data dir takes a durable write and
@@ -345,11 +402,14 @@ enum Route {
     PutChunk(ChunkId),
     GetChunk(ChunkId),
     DeleteChunk(ChunkId),
+    ListChunks,
     MetaMerge(Table),
     MetaCas(Table),
     MetaGet(Table),
     MetaScan(Table),
     Status,
+    WorkerStatus,
+    WorkerWake,
 }
 
 impl Route {
@@ -367,6 +427,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
     let not_found = || reject(StatusCode::NOT_FOUND, "no such endpoint");
     let bad_method = || reject(StatusCode::METHOD_NOT_ALLOWED, "method not allowed");
     match segments.as_slice() {
+        ["chunks"] if method == Method::GET => Ok(Route::ListChunks),
+        ["chunks"] => Err(bad_method()),
         ["chunks", id] => {
             let id: ChunkId = id
                 .parse()
@@ -395,6 +457,9 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
         }
         ["status"] if method == Method::GET => Ok(Route::Status),
         ["status"] => Err(bad_method()),
+        ["workers", "status"] if method == Method::GET => Ok(Route::WorkerStatus),
+        ["workers", "wake"] if method == Method::POST => Ok(Route::WorkerWake),
+        ["workers", "status" | "wake"] => Err(bad_method()),
         _ => Err(not_found()),
     }
 }
@@ -445,10 +510,30 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             state.metrics.count(false, &result);
             result
         }
-        Route::DeleteChunk(id) => match state.chunks.delete(id).await {
-            Ok(_) => Ok(empty(StatusCode::NO_CONTENT)),
-            Err(e) => Err(chunk_error(e)),
-        },
+        Route::DeleteChunk(id) => {
+            let older_than = query
+                .get("older_than")
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad older_than"))
+                })
+                .transpose()?;
+            match older_than {
+                None => state.chunks.delete(id).await.map(|_| true),
+                Some(secs) => {
+                    let min_age = std::time::Duration::from_secs(secs);
+                    state.chunks.delete_if_older(id, min_age).await
+                }
+            }
+            .map(|removed| {
+                if removed || older_than.is_none() {
+                    empty(StatusCode::NO_CONTENT)
+                } else {
+                    text(StatusCode::OK, "kept")
+                }
+            })
+            .map_err(chunk_error)
+        }
         Route::MetaMerge(table) => {
             let records: Vec<Record> = postcard::from_bytes(&body)
                 .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad records: {e}")))?;
@@ -484,7 +569,34 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 blocking_meta(move || meta.scan(table, &start, &end, limit as usize)).await?;
             Ok(postcard_body(&records))
         }
+        Route::ListChunks => {
+            let after = match query.get("after") {
+                Some(a) => Some(
+                    a.parse::<ChunkId>()
+                        .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad after"))?,
+                ),
+                None => None,
+            };
+            let limit = match query.get("limit") {
+                Some(l) => l
+                    .parse::<u32>()
+                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
+                None => MAX_CHUNK_LIST,
+            }
+            .min(MAX_CHUNK_LIST);
+            let listed: Vec<ListedChunk> = state
+                .chunks
+                .list(after, limit as usize)
+                .await
+                .map_err(chunk_error)?;
+            Ok(postcard_body(&listed))
+        }
         Route::Status => Ok(postcard_body(&state.status())),
+        Route::WorkerStatus => Ok(Response::new(Full::new(state.workers.status()))),
+        Route::WorkerWake => {
+            state.workers.wake();
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
     }
 }
 

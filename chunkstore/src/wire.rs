@@ -40,6 +40,17 @@ pub struct ChunkOwner {
     pub version: String,
 }
 
+/// One chunk file as a node's listing shows it (`GET /chunks`), for the
+/// garbage collector.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ListedChunk {
+    pub id: ChunkId,
+    pub owner: ChunkOwner,
+    pub size: u64,
+    /// Seconds since the file was written, by the node's own clock.
+    pub age_secs: u64,
+}
+
 /// The metadata tables a storage node keeps. Every table is a sorted map of
 /// byte keys to [`Record`]s, merged as [`crate::merge`] says (last writer
 /// wins, except object records).

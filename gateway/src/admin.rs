@@ -19,7 +19,10 @@
 //! | `POST /v1/buckets` [`CreateBucket`] | 201 [`BucketInfo`] (owned by the root key) |
 //! | `DELETE /v1/buckets/{name}` | 204; 409 BucketNotEmpty |
 //! | `GET /v1/repair` | [`DurabilityReport`] |
-//! | `GET /v1/gc` | [`GcStatus`] |
+//! | `GET /v1/gc` | [`GcReport`] |
+//!
+//! Durability and GC figures come from the background workers of the
+//! leading storage node (see [`crate::background`]).
 //!
 //! Errors are [`ErrorBody`] with the HTTP status.
 
@@ -40,13 +43,15 @@ use tokio::task::JoinHandle;
 use chunkstore::placement::NodeState;
 use membership::{MemberState, Role};
 
+use crate::background::WorkerStatus;
 use crate::cluster::Cluster;
+use crate::gc::GcReport;
 use crate::keys::{KeyStore, Permissions};
 use crate::limits::{
     ADMIN_BUCKET_SCAN_RECORDS, MAX_ADMIN_BODY, MAX_LISTED_PARTITIONS, PARTITIONS, QUORUM,
 };
 use crate::model::{BucketRecord, KeyRecord, Versioning};
-use crate::repair::{DrainProgress, DrainRefused, Durability, DurabilityReport};
+use crate::repair::{DrainProgress, DrainRefused, DurabilityReport};
 use crate::s3::Gateway;
 
 /// `POST /v1/keys`.
@@ -187,20 +192,17 @@ pub struct CreateBucket {
     pub name: String,
 }
 
-/// `GET /v1/gc`.
-#[derive(Debug, Serialize, Deserialize)]
-pub struct GcStatus {
-    pub queue: u64,
-    pub note: String,
-}
-
 /// `GET /v1/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
     pub members: Vec<MemberInfo>,
     pub partitions: PartitionHealth,
     pub durability: DurabilityReport,
-    pub gc: GcStatus,
+    pub gc: GcReport,
+    /// The storage node whose workers' figures these are (None while no
+    /// node reports that it leads).
+    #[serde(default)]
+    pub leader: Option<String>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -218,7 +220,6 @@ pub(crate) struct AdminApi {
     pub(crate) keys: Arc<KeyStore>,
     pub(crate) gateway: Gateway,
     pub(crate) cluster: Arc<Cluster>,
-    pub(crate) durability: Arc<Durability>,
     /// `/metrics` and `/health/*`, answered without the token.
     pub(crate) ops: telemetry::Ops,
 }
@@ -327,14 +328,14 @@ impl AdminApi {
                     Err(answer) => answer,
                 }
             }
-            (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status()),
+            (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status().await),
             (&Method::GET, ["v1", "nodes"]) => json(
                 StatusCode::OK,
                 &NodeList {
                     nodes: self.members(),
                 },
             ),
-            (&Method::GET, ["v1", "nodes", id]) => self.node(id, StatusCode::OK),
+            (&Method::GET, ["v1", "nodes", id]) => self.node(id, StatusCode::OK).await,
             (&Method::POST, ["v1", "nodes", id, "remove"]) => self.remove_node(id).await,
             (&Method::GET, ["v1", "buckets"]) => self.list_buckets().await,
             (&Method::POST, ["v1", "buckets"]) => match read_json::<CreateBucket>(req).await {
@@ -354,8 +355,10 @@ impl AdminApi {
                     Err(e) => from_s3(e),
                 }
             }
-            (&Method::GET, ["v1", "repair"]) => json(StatusCode::OK, &self.durability.report()),
-            (&Method::GET, ["v1", "gc"]) => json(StatusCode::OK, &gc_status()),
+            (&Method::GET, ["v1", "repair"]) => {
+                json(StatusCode::OK, &self.workers().await.durability)
+            }
+            (&Method::GET, ["v1", "gc"]) => json(StatusCode::OK, &self.workers().await.gc),
             (
                 _,
                 [
@@ -524,16 +527,26 @@ impl AdminApi {
         health
     }
 
-    fn status(&self) -> Status {
+    /// The leading storage node's worker status (empty, marked incomplete,
+    /// while none reports).
+    async fn workers(&self) -> WorkerStatus {
+        crate::background::leader_status(&self.cluster)
+            .await
+            .unwrap_or_default()
+    }
+
+    async fn status(&self) -> Status {
+        let workers = self.workers().await;
         Status {
             members: self.members(),
             partitions: self.partitions(),
-            durability: self.durability.report(),
-            gc: gc_status(),
+            durability: workers.durability,
+            gc: workers.gc,
+            leader: (!workers.node.is_empty()).then_some(workers.node),
         }
     }
 
-    fn node(&self, id: &str, status: StatusCode) -> Answer {
+    async fn node(&self, id: &str, status: StatusCode) -> Answer {
         let Some(node) = self.members().into_iter().find(|m| m.id == id) else {
             return error(
                 StatusCode::NOT_FOUND,
@@ -541,7 +554,7 @@ impl AdminApi {
                 format!("no node {id}; `flexdrive admin node list` shows the ids"),
             );
         };
-        let report = self.durability.report();
+        let report = self.workers().await.durability;
         let drain = report.draining.iter().find(|d| d.node == id).cloned();
         json(
             status,
@@ -554,12 +567,13 @@ impl AdminApi {
     }
 
     async fn remove_node(&self, id: &str) -> Answer {
-        match crate::repair::start_drain(&self.cluster, &self.durability, id).await {
+        match crate::repair::start_drain(&self.cluster, id).await {
             Ok(()) => {
                 tracing::info!(node = id, "decommission asked for: draining");
-                self.node(id, StatusCode::ACCEPTED)
+                crate::background::wake(&self.cluster).await;
+                self.node(id, StatusCode::ACCEPTED).await
             }
-            Err(DrainRefused::NotInLayout) => self.node(id, StatusCode::CONFLICT),
+            Err(DrainRefused::NotInLayout) => self.node(id, StatusCode::CONFLICT).await,
             Err(e @ DrainRefused::LayoutWrite(_)) => error(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "ServiceUnavailable",
@@ -635,7 +649,8 @@ fn no_content() -> Answer {
     answer
 }
 
-fn rfc3339(ms: u64) -> String {
+/// A time in ms since the epoch as RFC 3339 (UTC).
+pub fn rfc3339(ms: u64) -> String {
     time::OffsetDateTime::from(UNIX_EPOCH + Duration::from_millis(ms))
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default()
@@ -656,15 +671,6 @@ fn health(state: &str, layout: Option<&str>) -> String {
         ("down" | "suspect", _) => state.to_string(),
         (_, Some(l @ ("draining" | "removed"))) => l.to_string(),
         _ => "ok".to_string(),
-    }
-}
-
-fn gc_status() -> GcStatus {
-    GcStatus {
-        queue: 0,
-        note: "no garbage collector yet: chunks of deleted and overwritten versions are \
-               deleted at once in the background; copies a node missed stay as orphans"
-            .to_string(),
     }
 }
 

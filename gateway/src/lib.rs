@@ -4,10 +4,12 @@
 //! It holds no durable state of its own; run as many as you like.
 
 pub mod admin;
+pub mod background;
 mod cache;
 pub mod checksum;
 pub mod cluster;
 pub mod data;
+pub mod gc;
 mod health;
 pub mod hlc;
 mod keys;

@@ -1,13 +1,11 @@
 //! The lifecycle worker: applies buckets' lifecycle rules (expiration,
 //! noncurrent version expiration, aborting old multipart uploads).
 //!
-//! Where it runs: in the gateway role, which has the cluster view, the
-//! tables and the data path, so an expiry frees chunks through the same code
-//! as a client's delete. DESIGN puts background work on the storage nodes;
-//! moving this there needs the object model (gateway/src/model.rs) in
-//! chunkstore first, and is the next step. Every gateway runs passes; they
-//! only act on what they read and their writes are idempotent (a purge of a
-//! version that is already gone changes nothing), so several gateways repeat
+//! Where it runs: beside every storage node, and only the leading node acts
+//! (see [`crate::background`]), with the gateway's own tables and data path,
+//! so an expiry frees chunks through the same code as a client's delete. Its
+//! writes are idempotent (a purge of a version that is already gone changes
+//! nothing), so two nodes that both believe they lead for a moment repeat
 //! work but do not conflict.
 //!
 //! Bounded: one pass per interval, each looking at no more than
@@ -20,6 +18,7 @@ use std::time::Duration;
 use chunkstore::{Record, Table};
 use s3s::S3Result;
 
+use crate::background::Leader;
 use crate::hlc::wall_ms;
 use crate::limits::{
     LIFECYCLE_INTERVAL, LIFECYCLE_RECORDS_PER_PASS, MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION,
@@ -179,11 +178,15 @@ pub(crate) async fn bucket_page(
     Ok((buckets, page.next))
 }
 
-/// Runs passes until the task is dropped.
-pub(crate) async fn run(inner: Arc<Inner>, config: LifecycleConfig) {
+/// Runs passes while `leader` says this node leads, until the task is dropped.
+pub(crate) async fn run(inner: Arc<Inner>, config: LifecycleConfig, leader: Leader) {
     let mut cursor = Cursor::default();
     loop {
         tokio::time::sleep(config.interval).await;
+        if !leader.leads() {
+            cursor = Cursor::default();
+            continue;
+        }
         match pass(&inner, &config, cursor.clone()).await {
             Ok(next) => cursor = next,
             Err(e) => tracing::warn!(error = %e, "lifecycle pass failed; it is retried next time"),

@@ -137,6 +137,25 @@ pub const REPAIR_CONCURRENCY: usize = 4;
 /// before the chunk waits for the next pass.
 pub const REPAIR_ATTEMPTS: usize = 3;
 
+/// Time between the end of one garbage-collection sweep over every chunk
+/// file and the start of the next.
+pub const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
+
+/// Age an unlisted chunk file must reach before the collector deletes it:
+/// far longer than any write takes between storing its chunks and writing
+/// the record that lists them (one part or object of at most 5 GiB).
+pub const GC_GRACE: Duration = Duration::from_secs(6 * 60 * 60);
+
+/// Pause between two passes of one sweep, so that a sweep never keeps the
+/// storage nodes busy.
+pub const GC_PASS_PAUSE: Duration = Duration::from_secs(1);
+
+/// Chunk files one collector pass looks at, at most.
+pub const GC_CHUNKS_PER_PASS: usize = 5_000;
+
+/// Chunk files asked of a node per listing request.
+pub const GC_LIST_PAGE: usize = 1_000;
+
 /// Fewest active storage nodes a cluster keeps: a node is drained (by an
 /// operator or after the dead-node timeout) only if this many stay.
 pub const MIN_ACTIVE_NODES: usize = REPLICAS;

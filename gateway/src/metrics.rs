@@ -15,7 +15,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
 use telemetry::{Bundle, BundleBuilder};
 
 /// Operation label of requests s3s refused before naming an operation (bad
@@ -87,12 +87,6 @@ pub struct GatewayMetrics {
     s3_bytes_out: IntCounter,
     chunk_errors: IntCounterVec,
     quorum_failures: IntCounterVec,
-    /// Chunks waiting to be re-replicated (set by the repair worker).
-    pub repair_queue: IntGauge,
-    /// Chunks waiting to be deleted (set by the garbage collector).
-    pub gc_queue: IntGauge,
-    /// Chunks with fewer than three live copies, as last counted by repair.
-    pub chunks_below_three_copies: IntGauge,
 }
 
 impl Default for GatewayMetrics {
@@ -133,18 +127,6 @@ impl GatewayMetrics {
                 "flexdrive_metadata_quorum_failures_total",
                 "Metadata reads, scans and writes that did not reach a quorum of replicas.",
                 &["op"],
-            ),
-            repair_queue: b.gauge(
-                "flexdrive_repair_queue_length",
-                "Chunks waiting to be copied to a new storage node.",
-            ),
-            gc_queue: b.gauge(
-                "flexdrive_gc_queue_length",
-                "Chunks waiting to be deleted by the garbage collector.",
-            ),
-            chunks_below_three_copies: b.gauge(
-                "flexdrive_chunks_below_three_copies",
-                "Chunks with fewer than three live copies (the durability figure to watch).",
             ),
             bundle: b.build(),
         }

@@ -21,10 +21,9 @@
 //! whole): a lost repair shows as below three copies again and is redone on
 //! the next pass; a lost tag change is the known limit of that merge.
 //!
-//! Where it runs: in every gateway, like the lifecycle worker (it needs the
-//! object model, which lives here). Several gateways repeat the count and
-//! may copy one chunk twice; the record keeps one list and the other copy
-//! stays an orphan for the garbage collector.
+//! Where it runs: beside every storage node, and only the leading node acts
+//! (see [`crate::background`]); the others keep track of how long nodes are
+//! down, so that a new leader does not restart the dead-node timeout.
 //!
 //! Bounded: a pass looks at `records_per_pass` records and copies
 //! [`REPAIR_CHUNKS_PER_PASS`] chunks at most, [`REPAIR_CONCURRENCY`] at a
@@ -40,9 +39,10 @@ use chunkstore::{ChunkId, Record, Table};
 use futures::StreamExt;
 use s3s::S3Result;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Notify;
+use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::background::Leader;
 use crate::cluster::{Cluster, Layout, NodeRef};
 use crate::hlc::wall_ms;
 use crate::lifecycle::bucket_page;
@@ -108,11 +108,10 @@ pub struct DurabilityReport {
     pub draining: Vec<DrainProgress>,
 }
 
-/// The worker's findings and its wake-up call, shared with the admin API.
+/// The worker's findings, shared with the status publisher.
 #[derive(Default)]
 pub struct Durability {
     report: Mutex<DurabilityReport>,
-    wake: Notify,
 }
 
 impl Durability {
@@ -121,11 +120,6 @@ impl Durability {
             Ok(r) => r.clone(),
             Err(poisoned) => poisoned.into_inner().clone(),
         }
-    }
-
-    /// Starts a pass now (after a decommission was asked for).
-    pub fn wake(&self) {
-        self.wake.notify_one();
     }
 
     fn publish(&self, report: DurabilityReport) {
@@ -159,12 +153,9 @@ impl std::fmt::Display for DrainRefused {
     }
 }
 
-/// Marks a node draining (idempotent); the worker then moves its chunks.
-pub async fn start_drain(
-    cluster: &Cluster,
-    durability: &Durability,
-    id: &str,
-) -> Result<(), DrainRefused> {
+/// Marks a node draining (idempotent); the leading node's worker then moves
+/// its chunks (wake it with [`crate::background::wake`]).
+pub async fn start_drain(cluster: &Cluster, id: &str) -> Result<(), DrainRefused> {
     let layout = cluster.layout();
     match layout.state(id) {
         None => return Err(DrainRefused::NotInLayout),
@@ -180,7 +171,6 @@ pub async fn start_drain(
         .set_node_state(id, NodeState::Draining)
         .await
         .map_err(DrainRefused::LayoutWrite)?;
-    durability.wake();
     Ok(())
 }
 
@@ -247,6 +237,8 @@ struct Worker {
     cluster: Arc<Cluster>,
     config: RepairConfig,
     shared: Arc<Durability>,
+    leader: Leader,
+    leading: bool,
     down_since: HashMap<String, Instant>,
     view: View,
     cursor: Cursor,
@@ -258,18 +250,23 @@ struct Worker {
     failed: u64,
 }
 
-/// Runs the worker until the task is dropped.
+/// Runs the worker until the task is dropped; it acts while `leader` says
+/// this node leads, and passes at once when `wakes` changes.
 pub(crate) async fn run(
     tables: Tables,
     cluster: Arc<Cluster>,
     config: RepairConfig,
     shared: Arc<Durability>,
+    leader: Leader,
+    mut wakes: watch::Receiver<u64>,
 ) {
     let mut worker = Worker {
         tables,
         cluster,
         config,
         shared,
+        leader,
+        leading: false,
         down_since: HashMap::new(),
         view: View::default(),
         cursor: Cursor::default(),
@@ -281,21 +278,40 @@ pub(crate) async fn run(
     };
     let tick = REPAIR_VIEW_CHECK.min(worker.config.interval);
     loop {
+        let mut woken = false;
         tokio::select! {
             _ = tokio::time::sleep(tick) => {}
-            _ = worker.shared.wake.notified() => {}
+            changed = wakes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                woken = true;
+            }
         }
-        worker.tick().await;
+        worker.tick(woken).await;
     }
 }
 
 impl Worker {
-    async fn tick(&mut self) {
+    async fn tick(&mut self, woken: bool) {
         let layout = self.cluster.layout();
         if layout.is_empty() {
             return;
         }
         self.track_down(&layout);
+        if !self.leader.leads() {
+            if self.leading {
+                // Another node counts now: start afresh if this one leads again.
+                self.leading = false;
+                self.view = View::default();
+                self.cursor = Cursor::default();
+                self.counts = Counts::default();
+                self.last = None;
+                self.shared.publish(DurabilityReport::default());
+            }
+            return;
+        }
+        self.leading = true;
         self.drain_dead(&layout).await;
         let view = self.view(&self.cluster.layout());
         let changed = view != self.view;
@@ -307,6 +323,7 @@ impl Worker {
             self.last = None;
         }
         let due = changed
+            || woken
             || self
                 .last_pass
                 .is_none_or(|t| t.elapsed() >= self.config.interval);
@@ -399,11 +416,6 @@ impl Worker {
             })
             .collect();
         draining.sort_by(|a, b| a.node.cmp(&b.node));
-        // The gauges of /metrics (`gc_queue` stays 0: no collector yet).
-        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
-        let metrics = self.cluster.metrics();
-        metrics.chunks_below_three_copies.set(gauge(counts.below));
-        metrics.repair_queue.set(gauge(counts.queue));
         self.shared.publish(DurabilityReport {
             chunks_below_three_copies: counts.below,
             repair_queue: counts.queue,

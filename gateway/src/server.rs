@@ -20,9 +20,7 @@ use crate::data::DataPath;
 use crate::health::GatewayReadiness;
 use crate::hlc::Hlc;
 use crate::keys::KeyStore;
-use crate::lifecycle::LifecycleConfig;
 use crate::limits::MAX_POST_OBJECT_SIZE;
-use crate::repair::{Durability, RepairConfig};
 use crate::s3::Gateway;
 use crate::table::Tables;
 
@@ -42,10 +40,6 @@ pub struct GatewayConfig {
     pub admin_addr: Option<SocketAddr>,
     /// Bearer token the admin API requires; needed with `admin_addr`.
     pub admin_token: Option<String>,
-    /// When the lifecycle worker runs, and how long its "day" is.
-    pub lifecycle: LifecycleConfig,
-    /// When the durability worker runs, and the dead-node timeout.
-    pub repair: RepairConfig,
 }
 
 pub struct RunningGateway {
@@ -112,7 +106,13 @@ pub async fn start(
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);
     let keys = Arc::new(KeyStore::new(tables.clone()));
-    let gateway = Gateway::new(tables.clone(), data, keys.clone(), &config);
+    let gateway = Gateway::new(
+        tables.clone(),
+        data,
+        keys.clone(),
+        &config.region,
+        &config.root_access_key,
+    );
     let admin = match (config.admin_addr, &config.admin_token) {
         (Some(addr), Some(token)) => Some((crate::admin::bind(addr).await?, token.clone())),
         (Some(_), None) => anyhow::bail!("the admin API needs a token (admin_token)"),
@@ -151,14 +151,6 @@ pub async fn start(
 
     let (stop, mut stopped) = watch::channel(false);
     let layout_task = tokio::spawn(cluster.clone().maintain_layout());
-    let lifecycle_task = tokio::spawn(gateway.lifecycle_worker(config.lifecycle.clone()));
-    let durability = Arc::new(Durability::default());
-    let repair_task = tokio::spawn(crate::repair::run(
-        tables.clone(),
-        cluster.clone(),
-        config.repair.clone(),
-        durability.clone(),
-    ));
     let accept_task = tokio::spawn(async move {
         let conn_builder = ConnBuilder::new(TokioExecutor::new());
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -254,8 +246,6 @@ pub async fn start(
         tokio::spawn(async move {
             let _ = stopped.changed().await;
             layout_task.abort();
-            lifecycle_task.abort();
-            repair_task.abort();
         })
     };
     let mut tasks = vec![accept_task, background_stop];
@@ -268,7 +258,6 @@ pub async fn start(
             keys,
             gateway,
             cluster: cluster.clone(),
-            durability,
             ops,
         };
         tasks.push(crate::admin::serve(listener, api, stopped));

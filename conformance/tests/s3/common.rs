@@ -11,6 +11,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use flexdrive::{Embedded, EmbeddedConfig};
+use gateway::background::BackgroundConfig;
 use gateway::lifecycle::LifecycleConfig;
 use gateway::repair::RepairConfig;
 use http_body_util::{BodyExt, Full};
@@ -40,53 +41,55 @@ impl TestCluster {
 
     pub async fn start_with_chunk_size(storage_nodes: usize, chunk_size: usize) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(
-            dir,
-            storage_nodes,
-            chunk_size,
-            LifecycleConfig::default(),
-            RepairConfig::default(),
-        )
-        .await
+        TestCluster::start_in(dir, storage_nodes, chunk_size, BackgroundConfig::default()).await
     }
 
-    /// Three storage nodes and a gateway whose lifecycle worker runs on `lifecycle`.
+    /// Three storage nodes whose lifecycle workers run on `lifecycle`, and a gateway.
     pub async fn start_with_lifecycle(lifecycle: LifecycleConfig) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(dir, 3, 1024 * 1024, lifecycle, RepairConfig::default()).await
+        let background = BackgroundConfig {
+            lifecycle,
+            ..BackgroundConfig::default()
+        };
+        TestCluster::start_in(dir, 3, 1024 * 1024, background).await
     }
 
     /// Starts three storage nodes and a gateway again on a data dir that a
     /// stopped cluster used.
     pub async fn restart(dir: tempfile::TempDir) -> TestCluster {
-        TestCluster::start_in(
-            dir,
-            3,
-            1024 * 1024,
-            LifecycleConfig::default(),
-            RepairConfig::default(),
-        )
-        .await
+        TestCluster::start_in(dir, 3, 1024 * 1024, BackgroundConfig::default()).await
     }
 
-    /// `storage_nodes` storage nodes and a gateway whose durability worker
-    /// runs on `repair` (short dead-node timeout and interval).
+    /// `storage_nodes` storage nodes whose durability workers run on
+    /// `repair` (short dead-node timeout and interval), and a gateway.
     pub async fn start_with_repair(
         storage_nodes: usize,
         chunk_size: usize,
         repair: RepairConfig,
     ) -> TestCluster {
+        let background = BackgroundConfig {
+            repair,
+            ..BackgroundConfig::default()
+        };
+        TestCluster::start_with_background(storage_nodes, chunk_size, background).await
+    }
+
+    /// `storage_nodes` storage nodes whose background workers run on
+    /// `background`, and a gateway.
+    pub async fn start_with_background(
+        storage_nodes: usize,
+        chunk_size: usize,
+        background: BackgroundConfig,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        let lifecycle = LifecycleConfig::default();
-        TestCluster::start_in(dir, storage_nodes, chunk_size, lifecycle, repair).await
+        TestCluster::start_in(dir, storage_nodes, chunk_size, background).await
     }
 
     async fn start_in(
         dir: tempfile::TempDir,
         storage_nodes: usize,
         chunk_size: usize,
-        lifecycle: LifecycleConfig,
-        repair: RepairConfig,
+        background: BackgroundConfig,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -98,8 +101,7 @@ impl TestCluster {
             region: REGION.into(),
             domains: vec!["localhost".into()],
             probe_period: PROBE_PERIOD,
-            lifecycle,
-            repair,
+            background,
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(ADMIN_TOKEN.into()),
         })

@@ -12,6 +12,7 @@ mod conditional;
 mod cors;
 mod durability;
 mod errors;
+mod gc;
 mod lifecycle;
 mod listing;
 mod metrics;

@@ -215,6 +215,7 @@ async fn a_storage_node_serves_its_own_metrics_and_health() {
                 zone: "zone1".into(),
                 probe_period: Duration::from_millis(200),
             },
+            Default::default(),
         )
         .await
         .expect("storage node starts");

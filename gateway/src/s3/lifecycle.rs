@@ -307,12 +307,13 @@ impl Inner {
 }
 
 impl Gateway {
-    /// The background worker that applies this gateway's buckets' rules;
-    /// runs until dropped.
+    /// The background worker that applies the buckets' rules while
+    /// `leader` leads; runs until dropped.
     pub(crate) fn lifecycle_worker(
         &self,
         config: LifecycleConfig,
+        leader: crate::background::Leader,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        crate::lifecycle::run(self.inner.clone(), config)
+        crate::lifecycle::run(self.inner.clone(), config, leader)
     }
 }

@@ -24,7 +24,6 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 use crate::data::DataPath;
 use crate::keys::KeyStore;
 use crate::limits::MAX_KEY_LEN;
-use crate::server::GatewayConfig;
 use crate::table::Tables;
 
 /// The s3s implementation; cheap to clone.
@@ -51,15 +50,16 @@ impl Gateway {
         tables: Tables,
         data: DataPath,
         keys: Arc<KeyStore>,
-        config: &GatewayConfig,
+        region: &str,
+        root_access_key: &str,
     ) -> Gateway {
         Gateway {
             inner: Arc::new(Inner {
                 tables,
                 data,
-                region: config.region.clone(),
+                region: region.to_string(),
                 keys,
-                root_access_key: config.root_access_key.clone(),
+                root_access_key: root_access_key.to_string(),
                 cors_cache: cors::CorsCache::default(),
                 bucket_cache: crate::cache::TtlCache::new(
                     crate::limits::BUCKET_CACHE_TTL,

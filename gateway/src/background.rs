@@ -1,0 +1,246 @@
+//! The cluster's background work, run beside every storage node as DESIGN
+//! says: lifecycle rules, durability repair and garbage collection. The
+//! workers live in this crate because they need the object model; the
+//! storage role starts them next to its node.
+//!
+//! Every storage node runs the workers, and only the leader acts: the live
+//! active node of the layout with the smallest id. So no two nodes copy or
+//! delete the same chunk, and the figures (chunks below three copies, GC
+//! queue) are counted once. When the leader goes down, the next one takes
+//! over at its next tick and starts its passes from the beginning.
+//!
+//! Each node publishes a [`WorkerStatus`] (JSON) on its internal API
+//! (`GET /workers/status`); the gateways' admin API shows the leader's, and
+//! wakes the workers (`POST /workers/wake`) after `node remove` or `repair`.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chunkstore::WorkerPort;
+use chunkstore::placement::NodeState;
+use membership::Snapshot;
+use prometheus::IntGauge;
+use serde::{Deserialize, Serialize};
+use telemetry::{Bundle, BundleBuilder};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::cluster::Cluster;
+use crate::data::DataPath;
+use crate::gc::{Collector, GcConfig, GcReport, GcShared};
+use crate::hlc::{Hlc, wall_ms};
+use crate::keys::KeyStore;
+use crate::lifecycle::LifecycleConfig;
+use crate::repair::{Durability, DurabilityReport, RepairConfig};
+use crate::s3::Gateway;
+use crate::table::Tables;
+
+/// How often a node republishes its workers' status.
+const STATUS_INTERVAL: Duration = Duration::from_secs(1);
+
+/// The workers' timing.
+#[derive(Clone, Debug, Default)]
+pub struct BackgroundConfig {
+    pub lifecycle: LifecycleConfig,
+    pub repair: RepairConfig,
+    pub gc: GcConfig,
+}
+
+/// What the workers beside one storage node report (`GET /workers/status`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct WorkerStatus {
+    pub node: String,
+    /// Whether this node leads (only the leader's figures count).
+    pub leader: bool,
+    /// When this was published (ms since the epoch).
+    pub published_ms: u64,
+    pub durability: DurabilityReport,
+    pub gc: GcReport,
+}
+
+/// The gauges of the background work, labelled with the storage node; only
+/// the leader's are non-zero, so a sum over nodes is the cluster's figure.
+#[derive(Clone)]
+pub struct BackgroundMetrics {
+    bundle: Bundle,
+    chunks_below_three_copies: IntGauge,
+    repair_queue: IntGauge,
+    gc_queue: IntGauge,
+}
+
+impl BackgroundMetrics {
+    fn new(node_id: &str) -> BackgroundMetrics {
+        let mut b = BundleBuilder::new().with_label("node", node_id);
+        BackgroundMetrics {
+            repair_queue: b.gauge(
+                "flexdrive_repair_queue_length",
+                "Chunks waiting to be copied to a new storage node (non-zero on the leading node only).",
+            ),
+            gc_queue: b.gauge(
+                "flexdrive_gc_queue_length",
+                "Unlisted chunks waiting for the garbage collector (non-zero on the leading node only).",
+            ),
+            chunks_below_three_copies: b.gauge(
+                "flexdrive_chunks_below_three_copies",
+                "Chunks with fewer than three live copies, the durability figure to watch (non-zero on the leading node only).",
+            ),
+            bundle: b.build(),
+        }
+    }
+
+    /// The metrics, to register in the process's registry.
+    pub fn bundle(&self) -> &Bundle {
+        &self.bundle
+    }
+
+    fn set(&self, status: &WorkerStatus) {
+        let gauge = |n: u64| i64::try_from(n).unwrap_or(i64::MAX);
+        let (below, repair, gc) = if status.leader {
+            (
+                status.durability.chunks_below_three_copies,
+                status.durability.repair_queue,
+                status.gc.queue,
+            )
+        } else {
+            (0, 0, 0)
+        };
+        self.chunks_below_three_copies.set(gauge(below));
+        self.repair_queue.set(gauge(repair));
+        self.gc_queue.set(gauge(gc));
+    }
+}
+
+/// Whether `me` leads: the live active node of the layout with the smallest id.
+#[derive(Clone)]
+pub(crate) struct Leader {
+    cluster: Arc<Cluster>,
+    me: Arc<str>,
+}
+
+impl Leader {
+    pub(crate) fn leads(&self) -> bool {
+        let layout = self.cluster.layout();
+        layout
+            .entries()
+            .filter(|e| e.state == NodeState::Active && self.cluster.is_live(&e.id))
+            .map(|e| e.id.as_str())
+            .min()
+            == Some(&*self.me)
+    }
+}
+
+/// The workers running beside one storage node.
+pub struct Background {
+    metrics: BackgroundMetrics,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Background {
+    pub fn metrics(&self) -> &BackgroundMetrics {
+        &self.metrics
+    }
+
+    pub fn stop(self) {
+        drop(self);
+    }
+}
+
+impl Drop for Background {
+    fn drop(&mut self) {
+        for task in &self.tasks {
+            task.abort();
+        }
+    }
+}
+
+/// Starts the workers beside storage node `node_id`, which publishes and is
+/// woken through `port`.
+pub fn start(
+    node_id: &str,
+    cluster_secret: &str,
+    config: BackgroundConfig,
+    membership: watch::Receiver<Arc<Snapshot>>,
+    port: WorkerPort,
+) -> Background {
+    let hlc = Arc::new(Hlc::new());
+    let client = chunkstore::NodeClient::new(cluster_secret);
+    let cluster = Cluster::new(membership, client, hlc.clone());
+    let tables = Tables::new(cluster.clone(), hlc);
+    // Workers only delete and copy chunks; the chunk size is never used to cut.
+    let data = DataPath::new(cluster.clone(), crate::limits::DEFAULT_CHUNK_SIZE);
+    let keys = Arc::new(KeyStore::new(tables.clone()));
+    let gateway = Gateway::new(tables.clone(), data, keys, "", "");
+    let leader = Leader {
+        cluster: cluster.clone(),
+        me: Arc::from(node_id),
+    };
+    let metrics = BackgroundMetrics::new(node_id);
+    let durability = Arc::new(Durability::default());
+    let gc = Arc::new(GcShared::default());
+
+    let mut tasks = vec![tokio::spawn(cluster.clone().maintain_layout())];
+    tasks.push(tokio::spawn(
+        gateway.lifecycle_worker(config.lifecycle, leader.clone()),
+    ));
+    tasks.push(tokio::spawn(crate::repair::run(
+        tables.clone(),
+        cluster.clone(),
+        config.repair,
+        durability.clone(),
+        leader.clone(),
+        port.wakes(),
+    )));
+    let collector = Collector::new(tables, cluster, config.gc, gc.clone());
+    let gc_leader = leader.clone();
+    tasks.push(tokio::spawn(crate::gc::run(
+        collector,
+        move || gc_leader.leads(),
+        port.wakes(),
+    )));
+    let node = node_id.to_string();
+    let published = metrics.clone();
+    tasks.push(tokio::spawn(async move {
+        loop {
+            let status = WorkerStatus {
+                node: node.clone(),
+                leader: leader.leads(),
+                published_ms: wall_ms(),
+                durability: durability.report(),
+                gc: gc.report(),
+            };
+            published.set(&status);
+            match serde_json::to_vec(&status) {
+                Ok(json) => port.publish(Bytes::from(json)),
+                Err(e) => tracing::warn!(error = %e, "worker status encoding failed"),
+            }
+            tokio::time::sleep(STATUS_INTERVAL).await;
+        }
+    }));
+    Background { metrics, tasks }
+}
+
+/// The leader's status as the live storage nodes report it; None while no
+/// node reports that it leads (just after a change of leader).
+pub async fn leader_status(cluster: &Cluster) -> Option<WorkerStatus> {
+    let asks = cluster.live_storage().into_iter().map(|node| async move {
+        let raw = cluster.client().worker_status(node.addr).await.ok()?;
+        serde_json::from_slice::<WorkerStatus>(&raw).ok()
+    });
+    futures::future::join_all(asks)
+        .await
+        .into_iter()
+        .flatten()
+        .filter(|s| s.leader)
+        .max_by_key(|s| s.published_ms)
+}
+
+/// Asks the workers of every live storage node for a pass now (the leader acts).
+pub async fn wake(cluster: &Cluster) {
+    let asks = cluster.live_storage().into_iter().map(|node| async move {
+        if let Err(e) = cluster.client().wake_workers(node.addr).await {
+            tracing::debug!(node = %node.id, error = %e, "cannot wake the workers");
+        }
+    });
+    futures::future::join_all(asks).await;
+}

@@ -1,0 +1,369 @@
+//! The garbage collector: deletes chunk files that no record lists.
+//!
+//! Deletes of replaced and deleted versions, aborted uploads and dropped
+//! repair copies are sent at once, best effort; what they miss (a node was
+//! down, the gateway stopped) and the chunks of writes that never got their
+//! record (a failed or abandoned PUT) are found here. The sweeper walks every
+//! live node's chunk files in id order; each file's header names its owner
+//! (bucket id, key, version or upload id), so the records to ask are known:
+//! the upload's part records first, then the object record (a completing
+//! upload writes the version before it forgets the parts, so that order never
+//! misses a chunk that moves from one to the other). A chunk is kept when a
+//! record lists it on that node. Otherwise it is deleted once its file is
+//! older than the grace period (writes in flight list their chunks within
+//! it), and only if the file is still that old when the node deletes it, so a
+//! copy rewritten meanwhile by a repair stays. Nothing is deleted on a read
+//! that fails or a record that does not decode.
+//!
+//! Bounded: a pass looks at `chunks_per_pass` chunk files; the next pass
+//! resumes after the last one. A complete sweep over every node waits
+//! `interval` before the next one starts.
+
+use std::collections::{BTreeMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chunkstore::{ChunkId, ListedChunk, Table};
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::Cluster;
+use crate::hlc::wall_ms;
+use crate::limits::{GC_CHUNKS_PER_PASS, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE, GC_PASS_PAUSE};
+use crate::model::{self, BucketId, ObjectRecord, PartRecord};
+use crate::table::Tables;
+
+/// When the collector sweeps and how old an unlisted chunk must be.
+#[derive(Clone, Debug)]
+pub struct GcConfig {
+    /// Time between the end of one complete sweep and the next.
+    pub interval: Duration,
+    /// Age an unlisted chunk file must reach before it is deleted.
+    pub grace: Duration,
+    /// Pause between two passes of one sweep.
+    pub pass_pause: Duration,
+    /// Chunk files one pass looks at, at most.
+    pub chunks_per_pass: usize,
+}
+
+impl Default for GcConfig {
+    fn default() -> GcConfig {
+        GcConfig {
+            interval: GC_INTERVAL,
+            grace: GC_GRACE,
+            pass_pause: GC_PASS_PAUSE,
+            chunks_per_pass: GC_CHUNKS_PER_PASS,
+        }
+    }
+}
+
+/// What the collector found (served by the admin API as `GET /v1/gc`).
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct GcReport {
+    /// Unlisted chunks still waiting: younger than the grace period, or
+    /// whose delete failed (the last complete sweep's count while a sweep runs).
+    pub queue: u64,
+    /// Chunk files the last complete sweep looked at.
+    pub chunks_scanned: u64,
+    /// Chunks whose owner's records could not be read (kept, retried).
+    pub unresolved: u64,
+    /// Unlisted chunk files deleted since this node started collecting.
+    pub chunks_deleted: u64,
+    pub bytes_freed: u64,
+    /// When the last complete sweep ended (ms since the epoch).
+    pub last_complete_ms: Option<u64>,
+    pub grace_secs: u64,
+}
+
+/// The collector's findings, shared with the status publisher.
+#[derive(Default)]
+pub struct GcShared {
+    report: Mutex<GcReport>,
+}
+
+impl GcShared {
+    pub fn report(&self) -> GcReport {
+        self.report
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn publish(&self, report: GcReport) {
+        *self.report.lock().unwrap_or_else(|p| p.into_inner()) = report;
+    }
+}
+
+/// Counts of one sweep.
+#[derive(Clone, Debug, Default)]
+struct Sweep {
+    scanned: u64,
+    waiting: u64,
+    unresolved: u64,
+}
+
+/// Where the next pass starts: a node (by id) and the last chunk seen there.
+#[derive(Clone, Debug, Default)]
+struct Cursor {
+    node: Option<String>,
+    after: Option<ChunkId>,
+}
+
+pub(crate) struct Collector {
+    tables: Tables,
+    cluster: Arc<Cluster>,
+    config: GcConfig,
+    shared: Arc<GcShared>,
+    cursor: Cursor,
+    sweep: Sweep,
+    last: Option<Sweep>,
+    last_complete_ms: Option<u64>,
+    deleted: u64,
+    freed: u64,
+}
+
+impl Collector {
+    pub(crate) fn new(
+        tables: Tables,
+        cluster: Arc<Cluster>,
+        config: GcConfig,
+        shared: Arc<GcShared>,
+    ) -> Collector {
+        Collector {
+            tables,
+            cluster,
+            config,
+            shared,
+            cursor: Cursor::default(),
+            sweep: Sweep::default(),
+            last: None,
+            last_complete_ms: None,
+            deleted: 0,
+            freed: 0,
+        }
+    }
+
+    /// Forgets a sweep in progress (another node leads now).
+    pub(crate) fn reset(&mut self) {
+        self.cursor = Cursor::default();
+        self.sweep = Sweep::default();
+        self.publish();
+    }
+
+    /// One bounded pass; true when it ended a sweep over every live node.
+    pub(crate) async fn pass(&mut self) -> bool {
+        let mut budget = self.config.chunks_per_pass;
+        let mut nodes: Vec<(String, std::net::SocketAddr)> = self
+            .cluster
+            .live_storage()
+            .into_iter()
+            .map(|n| (n.id, n.addr))
+            .collect();
+        nodes.sort();
+        let start = match &self.cursor.node {
+            Some(id) => nodes.partition_point(|(n, _)| n < id),
+            None => 0,
+        };
+        for (id, addr) in nodes.into_iter().skip(start) {
+            if self.cursor.node.as_ref() != Some(&id) {
+                self.cursor = Cursor {
+                    node: Some(id.clone()),
+                    after: None,
+                };
+            }
+            loop {
+                if budget == 0 {
+                    self.publish();
+                    return false;
+                }
+                let limit = budget.min(GC_LIST_PAGE) as u32;
+                let page = match self
+                    .cluster
+                    .client()
+                    .list_chunks(addr, self.cursor.after, limit)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        // The node went away: on to the next; the sweep is
+                        // still whole for the nodes that stay.
+                        tracing::debug!(node = %id, error = %e, "gc: chunk listing failed");
+                        break;
+                    }
+                };
+                budget = budget.saturating_sub(page.len().max(1));
+                let full = page.len() >= limit as usize;
+                if let Some(last) = page.last().map(|c| c.id) {
+                    self.collect(&id, addr, page).await;
+                    self.cursor.after = Some(last);
+                }
+                if !full {
+                    break;
+                }
+            }
+        }
+        let done = std::mem::take(&mut self.sweep);
+        self.cursor = Cursor::default();
+        self.last = Some(done);
+        self.last_complete_ms = Some(wall_ms());
+        self.publish();
+        true
+    }
+
+    /// Deletes the chunks of one listing page that no record lists on `node`.
+    async fn collect(&mut self, node: &str, addr: std::net::SocketAddr, page: Vec<ListedChunk>) {
+        self.sweep.scanned += page.len() as u64;
+        let mut by_owner: BTreeMap<(String, String, String), Vec<ListedChunk>> = BTreeMap::new();
+        for chunk in page {
+            let owner = &chunk.owner;
+            let key = (
+                owner.bucket_id.clone(),
+                owner.key.clone(),
+                owner.version.clone(),
+            );
+            by_owner.entry(key).or_default().push(chunk);
+        }
+        for ((bucket_id, key, version), chunks) in by_owner {
+            let listed = match self.listed(&bucket_id, &key, &version).await {
+                Ok(listed) => listed,
+                Err(e) => {
+                    tracing::debug!(bucket_id, key, error = %e, "gc: owner's records unreadable; chunks kept");
+                    self.sweep.unresolved += chunks.len() as u64;
+                    continue;
+                }
+            };
+            for chunk in chunks {
+                if listed.contains(&(chunk.id, node.to_string())) {
+                    continue;
+                }
+                if chunk.age_secs < self.config.grace.as_secs() {
+                    self.sweep.waiting += 1;
+                    continue;
+                }
+                match self
+                    .cluster
+                    .client()
+                    .delete_chunk_if_older(addr, chunk.id, self.config.grace.as_secs())
+                    .await
+                {
+                    Ok(true) => {
+                        tracing::info!(%node, chunk = %chunk.id, bucket_id, key, "gc: deleted an unlisted chunk");
+                        self.deleted += 1;
+                        self.freed += chunk.size;
+                    }
+                    Ok(false) => {}
+                    Err(e) => {
+                        tracing::debug!(%node, chunk = %chunk.id, error = %e, "gc: delete failed");
+                        self.sweep.waiting += 1;
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every (chunk, node) that the owner's part records and object record
+    /// list. Err when a record cannot be read or decoded.
+    async fn listed(
+        &self,
+        bucket_id: &str,
+        key: &str,
+        version: &str,
+    ) -> Result<HashSet<(ChunkId, String)>, String> {
+        let mut id: BucketId = [0; 16];
+        hex::decode_to_slice(bucket_id, &mut id).map_err(|e| format!("bad bucket id: {e}"))?;
+        let partition = model::bucket_partition(&id);
+        let mut listed = HashSet::new();
+        let mut add = |chunks: &[model::ChunkRef]| {
+            for c in chunks {
+                for n in &c.nodes {
+                    listed.insert((c.id, n.clone()));
+                }
+            }
+        };
+        // Parts first: see the module comment.
+        let prefix = model::part_prefix(&id, version);
+        let parts: Vec<PartRecord> = self
+            .tables
+            .scan_all(
+                Table::Parts,
+                partition,
+                &prefix,
+                &model::prefix_end(&prefix),
+            )
+            .await
+            .map_err(s3_text)?;
+        for part in &parts {
+            add(&part.chunks);
+        }
+        let record = self
+            .tables
+            .get(Table::Objects, partition, &model::object_key(&id, key))
+            .await
+            .map_err(s3_text)?;
+        if let Some(value) = record.and_then(|r| r.value) {
+            let record: ObjectRecord = model::decode(&value).ok_or("undecodable object record")?;
+            for data in record.versions.iter().filter_map(|v| v.data.as_ref()) {
+                add(&data.chunks);
+            }
+        }
+        Ok(listed)
+    }
+
+    fn publish(&self) {
+        let counts = self.last.as_ref().unwrap_or(&self.sweep);
+        self.shared.publish(GcReport {
+            queue: counts.waiting,
+            chunks_scanned: counts.scanned,
+            unresolved: counts.unresolved,
+            chunks_deleted: self.deleted,
+            bytes_freed: self.freed,
+            last_complete_ms: self.last_complete_ms,
+            grace_secs: self.config.grace.as_secs(),
+        });
+    }
+}
+
+fn s3_text(e: s3s::S3Error) -> String {
+    e.message().unwrap_or("metadata read failed").to_string()
+}
+
+/// Runs sweeps while `leads` says this node leads, until the task is dropped.
+pub(crate) async fn run(
+    mut collector: Collector,
+    leads: impl Fn() -> bool,
+    mut wakes: tokio::sync::watch::Receiver<u64>,
+) {
+    let mut next_sweep = tokio::time::Instant::now();
+    let mut sweeping = false;
+    loop {
+        let pause = if sweeping {
+            collector.config.pass_pause
+        } else {
+            next_sweep.saturating_duration_since(tokio::time::Instant::now())
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(pause) => {}
+            changed = wakes.changed() => {
+                if changed.is_err() {
+                    return;
+                }
+                next_sweep = tokio::time::Instant::now();
+            }
+        }
+        if !leads() {
+            if sweeping {
+                collector.reset();
+                sweeping = false;
+            }
+            next_sweep = tokio::time::Instant::now() + collector.config.pass_pause;
+            continue;
+        }
+        if !sweeping && tokio::time::Instant::now() < next_sweep {
+            continue;
+        }
+        sweeping = true;
+        if collector.pass().await {
+            sweeping = false;
+            next_sweep = tokio::time::Instant::now() + collector.config.interval;
+        }
+    }
+}
