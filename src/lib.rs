@@ -253,6 +253,8 @@ pub struct EmbeddedConfig {
     /// Timing of the storage nodes' background workers (tests shorten the
     /// lifecycle day, the dead-node timeout and the GC grace period).
     pub background: BackgroundConfig,
+    /// The storage nodes' scrubbing rate and pause.
+    pub scrub: chunkstore::ScrubConfig,
 }
 
 /// One gateway and N storage nodes in this process, on loopback.
@@ -265,6 +267,7 @@ pub struct Embedded {
     seeds: Vec<String>,
     probe_period: Duration,
     background: BackgroundConfig,
+    scrub: chunkstore::ScrubConfig,
 }
 
 impl Embedded {
@@ -283,6 +286,7 @@ impl Embedded {
                 &seeds,
                 config.probe_period,
                 config.background.clone(),
+                config.scrub.clone(),
             )
             .await?;
             if seeds.is_empty() {
@@ -326,6 +330,7 @@ impl Embedded {
             seeds,
             probe_period: config.probe_period,
             background: config.background,
+            scrub: config.scrub,
         })
     }
 
@@ -339,6 +344,7 @@ impl Embedded {
             &self.seeds,
             self.probe_period,
             self.background.clone(),
+            self.scrub.clone(),
         )
         .await?;
         role.register_metrics(self.gateway.gateway.registry())?;
@@ -382,6 +388,7 @@ async fn start_storage(
     seeds: &[String],
     probe_period: Duration,
     background: BackgroundConfig,
+    scrub: chunkstore::ScrubConfig,
 ) -> anyhow::Result<StorageRole> {
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
     StorageRole::start(
@@ -390,6 +397,7 @@ async fn start_storage(
             http_addr: loopback,
             cluster_secret: cluster_secret.to_string(),
             capacity_bytes: None,
+            scrub,
         },
         GossipConfig {
             bind_addr: loopback,

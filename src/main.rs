@@ -451,6 +451,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         admin_addr: Some(admin_addr),
         admin_token: Some(admin_token.clone()),
         background: background(flags.dead_node_timeout.or(file.dead_node_timeout)),
+        scrub: Default::default(),
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -495,6 +496,7 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
             http_addr,
             cluster_secret: cluster_secret(&cluster)?,
             capacity_bytes: flags.capacity.or(file.capacity),
+            scrub: Default::default(),
         },
         gossip(&cluster)?,
         background(flags.dead_node_timeout.or(file.dead_node_timeout)),

@@ -4,7 +4,8 @@
 //! the 8-byte magic `FDCHUNK1`, the header length (u32 little endian), the
 //! postcard [`ChunkHeader`], then the data. A write lands in `chunks/tmp/`,
 //! is fsynced, renamed into place and its directory fsynced, so a chunk file
-//! is either absent or complete.
+//! is either absent or complete. A file the scrubber finds corrupt moves to
+//! `chunks/corrupt/` until a good copy replaces it.
 
 use std::fs::{self, File};
 use std::io::{self, Write};
@@ -21,6 +22,17 @@ use crate::wire::{ChunkId, ChunkOwner, ListedChunk};
 
 /// First bytes of every chunk file; the trailing digit is the format version.
 pub const MAGIC: &[u8; 8] = b"FDCHUNK1";
+
+/// Where corrupt chunk files wait for a good copy (under `chunks/`).
+const CORRUPT_DIR: &str = "corrupt";
+
+/// A chunk file the scrubber found corrupt, as `GET /chunks/quarantine` shows it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct QuarantinedChunk {
+    pub id: ChunkId,
+    /// None when the header itself is damaged.
+    pub owner: Option<ChunkOwner>,
+}
 
 /// Bytes before the postcard header: magic + header length.
 const PREFIX_LEN: usize = MAGIC.len() + 4;
@@ -73,6 +85,7 @@ struct Inner {
     dir: PathBuf,
     chunk_count: AtomicU64,
     used_bytes: AtomicU64,
+    quarantined: AtomicU64,
     /// Serialises "is it there? rename/remove, update counters" so that the
     /// counters stay exact when puts and deletes of one id race.
     commit: Mutex<()>,
@@ -83,7 +96,7 @@ impl ChunkStore {
     /// behind and counts the chunks.
     pub async fn open(data_dir: &Path) -> Result<ChunkStore, ChunkError> {
         let dir = data_dir.join("chunks");
-        let (count, used) = {
+        let (count, used, quarantined) = {
             let dir = dir.clone();
             blocking(move || open_dir(&dir)).await?
         };
@@ -92,6 +105,7 @@ impl ChunkStore {
                 dir,
                 chunk_count: AtomicU64::new(count),
                 used_bytes: AtomicU64::new(used),
+                quarantined: AtomicU64::new(quarantined),
                 commit: Mutex::new(()),
             }),
         })
@@ -148,6 +162,63 @@ impl ChunkStore {
     ) -> Result<Vec<ListedChunk>, ChunkError> {
         let dir = self.inner.dir.clone();
         blocking(move || list_chunks(&dir, after, limit)).await
+    }
+
+    /// Up to `limit` chunk ids above `after`, in id order, headers unread
+    /// (the scrubber reads each chunk whole).
+    pub async fn list_ids(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> Result<Vec<ChunkId>, ChunkError> {
+        let dir = self.inner.dir.clone();
+        blocking(move || list_ids(&dir, after, limit)).await
+    }
+
+    /// Moves a corrupt chunk file out of the way, into `chunks/corrupt/`,
+    /// where it waits to be replaced by a good copy. Returns whether a
+    /// file was moved.
+    pub async fn quarantine(&self, id: ChunkId) -> Result<bool, ChunkError> {
+        let inner = self.inner.clone();
+        blocking(move || inner.quarantine(id)).await
+    }
+
+    /// The quarantined chunks, with their owners where the header still reads.
+    pub async fn quarantined(&self) -> Result<Vec<QuarantinedChunk>, ChunkError> {
+        let dir = self.inner.dir.join(CORRUPT_DIR);
+        blocking(move || {
+            let mut ids = ids_in(&dir)?;
+            ids.sort_unstable();
+            Ok(ids
+                .into_iter()
+                .map(|id| QuarantinedChunk {
+                    id,
+                    owner: read_header(&dir.join(id.to_string())).ok().map(|h| h.owner),
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// Forgets a quarantined file (a good copy is back, or none is needed).
+    pub async fn release_quarantined(&self, id: ChunkId) -> Result<bool, ChunkError> {
+        let inner = self.inner.clone();
+        blocking(move || {
+            let path = inner.dir.join(CORRUPT_DIR).join(id.to_string());
+            match fs::remove_file(&path) {
+                Ok(()) => {
+                    inner.quarantined.fetch_sub(1, Ordering::Relaxed);
+                    Ok(true)
+                }
+                Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
+                Err(e) => Err(e.into()),
+            }
+        })
+        .await
+    }
+
+    pub fn quarantined_count(&self) -> u64 {
+        self.inner.quarantined.load(Ordering::Relaxed)
     }
 
     /// Removes a chunk; a missing chunk is not an error. Returns whether a
@@ -232,6 +303,27 @@ impl Inner {
         Ok(())
     }
 
+    fn quarantine(&self, id: ChunkId) -> Result<bool, ChunkError> {
+        let path = chunk_path(&self.dir, id);
+        let target = self.dir.join(CORRUPT_DIR).join(id.to_string());
+        let _guard = self.commit.lock().unwrap_or_else(|p| p.into_inner());
+        let len = match fs::metadata(&path) {
+            Ok(m) => m.len(),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(false),
+            Err(e) => return Err(e.into()),
+        };
+        let replaced = target.exists();
+        fs::rename(&path, &target)?;
+        self.chunk_count.fetch_sub(1, Ordering::Relaxed);
+        self.used_bytes.fetch_sub(len, Ordering::Relaxed);
+        if !replaced {
+            self.quarantined.fetch_add(1, Ordering::Relaxed);
+        }
+        sync_dir(path.parent().unwrap_or(&self.dir))?;
+        sync_dir(&self.dir.join(CORRUPT_DIR))?;
+        Ok(true)
+    }
+
     fn delete(
         &self,
         id: ChunkId,
@@ -291,9 +383,10 @@ fn sync_dir(dir: &Path) -> io::Result<()> {
 
 /// Creates the directory tree (all 256 fan-out directories up front, so a put
 /// never has to make a directory durable), empties `tmp/`, and returns
-/// (chunk count, used bytes).
-fn open_dir(dir: &Path) -> Result<(u64, u64), ChunkError> {
+/// (chunk count, used bytes, quarantined chunks).
+fn open_dir(dir: &Path) -> Result<(u64, u64, u64), ChunkError> {
     fs::create_dir_all(dir.join("tmp"))?;
+    fs::create_dir_all(dir.join(CORRUPT_DIR))?;
     for prefix in 0..=255u8 {
         fs::create_dir_all(dir.join(hex::encode([prefix])))?;
     }
@@ -323,7 +416,43 @@ fn open_dir(dir: &Path) -> Result<(u64, u64), ChunkError> {
             }
         }
     }
-    Ok((count, used))
+    let quarantined = ids_in(&dir.join(CORRUPT_DIR))?.len() as u64;
+    Ok((count, used, quarantined))
+}
+
+/// Up to `limit` ids above `after` in id order, from the fan-out directories.
+fn list_ids(dir: &Path, after: Option<ChunkId>, limit: usize) -> Result<Vec<ChunkId>, ChunkError> {
+    let mut listed = Vec::new();
+    let first_dir = after.map_or(0, |id| id.0[0]);
+    for prefix in first_dir..=255u8 {
+        let mut ids = ids_in(&dir.join(hex::encode([prefix])))?;
+        ids.retain(|id| after.is_none_or(|after| *id > after));
+        ids.sort_unstable();
+        for id in ids {
+            if listed.len() >= limit {
+                return Ok(listed);
+            }
+            listed.push(id);
+        }
+    }
+    Ok(listed)
+}
+
+/// The chunk ids named by the files of one directory.
+fn ids_in(dir: &Path) -> Result<Vec<ChunkId>, ChunkError> {
+    let mut ids = Vec::new();
+    for entry in fs::read_dir(dir)? {
+        let entry = entry?;
+        if let Some(id) = entry
+            .file_name()
+            .to_str()
+            .filter(|name| name.len() == 32)
+            .and_then(|name| name.parse::<ChunkId>().ok())
+        {
+            ids.push(id);
+        }
+    }
+    Ok(ids)
 }
 
 fn list_chunks(
@@ -331,50 +460,30 @@ fn list_chunks(
     after: Option<ChunkId>,
     limit: usize,
 ) -> Result<Vec<ListedChunk>, ChunkError> {
-    let mut listed = Vec::new();
-    let first_dir = after.map_or(0, |id| id.0[0]);
     let now = std::time::SystemTime::now();
-    for prefix in first_dir..=255u8 {
-        let mut ids: Vec<ChunkId> = Vec::new();
-        for entry in fs::read_dir(dir.join(hex::encode([prefix])))? {
-            let entry = entry?;
-            if let Some(id) = entry
-                .file_name()
-                .to_str()
-                .filter(|name| name.len() == 32)
-                .and_then(|name| name.parse::<ChunkId>().ok())
-                && after.is_none_or(|after| id > after)
-            {
-                ids.push(id);
+    let mut listed = Vec::new();
+    for id in list_ids(dir, after, limit)? {
+        let path = chunk_path(dir, id);
+        let header = match read_header(&path) {
+            Ok(h) => h,
+            // Deleted since the directory was read.
+            Err(ChunkError::NotFound) => continue,
+            Err(e) => {
+                tracing::warn!(chunk = %id, error = %e, "unreadable chunk header; not listed");
+                continue;
             }
-        }
-        ids.sort_unstable();
-        for id in ids {
-            if listed.len() >= limit {
-                return Ok(listed);
-            }
-            let path = chunk_path(dir, id);
-            let header = match read_header(&path) {
-                Ok(h) => h,
-                // Deleted since the directory was read.
-                Err(ChunkError::NotFound) => continue,
-                Err(e) => {
-                    tracing::warn!(chunk = %id, error = %e, "unreadable chunk header; not listed");
-                    continue;
-                }
-            };
-            let age_secs = fs::metadata(&path)
-                .and_then(|m| m.modified())
-                .ok()
-                .and_then(|t| now.duration_since(t).ok())
-                .map_or(0, |d| d.as_secs());
-            listed.push(ListedChunk {
-                id,
-                owner: header.owner,
-                size: header.size,
-                age_secs,
-            });
-        }
+        };
+        let age_secs = fs::metadata(&path)
+            .and_then(|m| m.modified())
+            .ok()
+            .and_then(|t| now.duration_since(t).ok())
+            .map_or(0, |d| d.as_secs());
+        listed.push(ListedChunk {
+            id,
+            owner: header.owner,
+            size: header.size,
+            age_secs,
+        });
     }
     Ok(listed)
 }

@@ -14,6 +14,7 @@ use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
+use crate::chunk::QuarantinedChunk;
 use crate::limits::{
     CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
     MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
@@ -222,6 +223,37 @@ impl NodeClient {
         };
         let answer = self.get(node, path, MAX_META_RESPONSE).await?;
         decode(node, expect_success(node, answer)?)
+    }
+
+    /// The chunk files `node`'s scrubber found corrupt.
+    pub async fn quarantined(
+        &self,
+        node: SocketAddr,
+    ) -> Result<Vec<QuarantinedChunk>, ClientError> {
+        let answer = self
+            .get(node, "/chunks/quarantine".into(), MAX_META_RESPONSE)
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Drops a quarantined file on `node` (a good copy is back).
+    pub async fn release_quarantined(
+        &self,
+        node: SocketAddr,
+        id: ChunkId,
+    ) -> Result<(), ClientError> {
+        let answer = self
+            .send(
+                node,
+                Method::DELETE,
+                format!("/chunks/quarantine/{id}"),
+                &[],
+                Bytes::new(),
+                EMPTY_SHA256,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        expect_success(node, answer).map(drop)
     }
 
     /// What the background workers beside `node` last published.

@@ -12,11 +12,14 @@ pub mod merge;
 pub mod meta;
 pub mod metrics;
 pub mod placement;
+pub mod scrub;
 pub mod server;
 mod sync;
 pub mod wire;
 
+pub use chunk::QuarantinedChunk;
 pub use client::{ClientError, NodeClient};
+pub use scrub::ScrubConfig;
 pub use server::{StorageConfig, StorageNode, WorkerPort};
 pub use wire::{
     CasOutcome, CasRequest, ChunkId, ChunkOwner, Expect, ListedChunk, NodeStatus, Record, Table,

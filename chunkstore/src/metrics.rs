@@ -14,6 +14,9 @@ pub struct StorageMetrics {
     pub(crate) chunk_writes: IntCounter,
     pub(crate) chunk_read_failures: IntCounter,
     pub(crate) chunk_write_failures: IntCounter,
+    scrub_verified: IntCounter,
+    scrub_corrupt: IntCounter,
+    scrub_passes: IntCounter,
 }
 
 impl StorageMetrics {
@@ -36,7 +39,19 @@ impl StorageMetrics {
             "Chunk reads or writes this storage node failed (missing, corrupt, i/o error, bad checksum).",
             &["op"],
         );
-        let gauges: [IntGauge; 4] = [
+        let scrub_verified = b.counter(
+            "flexdrive_scrub_verified_chunks_total",
+            "Chunk files the scrubber read back whole and found intact.",
+        );
+        let scrub_corrupt = b.counter(
+            "flexdrive_scrub_corrupt_chunks_total",
+            "Chunk files the scrubber found corrupt (quarantined, then replaced from a good copy).",
+        );
+        let scrub_passes = b.counter(
+            "flexdrive_scrub_passes_total",
+            "Complete scrub passes over every chunk file of this node.",
+        );
+        let gauges: [IntGauge; 5] = [
             b.gauge(
                 "flexdrive_storage_capacity_bytes",
                 "Capacity of this storage node (--capacity, else its filesystem's size).",
@@ -50,10 +65,20 @@ impl StorageMetrics {
                 "Free bytes on this storage node.",
             ),
             b.gauge("flexdrive_storage_chunks", "Chunks on this storage node."),
+            b.gauge(
+                "flexdrive_storage_quarantined_chunks",
+                "Corrupt chunk files waiting for a good copy to replace them.",
+            ),
         ];
         b.on_collect(move || {
             if let Some(s) = status() {
-                let values = [s.capacity_bytes, s.used_bytes, s.free_bytes, s.chunk_count];
+                let values = [
+                    s.capacity_bytes,
+                    s.used_bytes,
+                    s.free_bytes,
+                    s.chunk_count,
+                    s.quarantined_chunks,
+                ];
                 for (gauge, value) in gauges.iter().zip(values) {
                     gauge.set(gauge_bytes(value));
                 }
@@ -64,6 +89,9 @@ impl StorageMetrics {
             chunk_write_failures: failures.with_label_values(&["write"]),
             chunk_reads,
             chunk_writes,
+            scrub_verified,
+            scrub_corrupt,
+            scrub_passes,
             bundle: b.build(),
         }
     }
@@ -71,6 +99,18 @@ impl StorageMetrics {
     /// The node's metrics, to register in the process's registry.
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
+    }
+
+    pub(crate) fn scrub_verified(&self) {
+        self.scrub_verified.inc();
+    }
+
+    pub(crate) fn scrub_corrupt(&self) {
+        self.scrub_corrupt.inc();
+    }
+
+    pub(crate) fn scrub_pass_done(&self) {
+        self.scrub_passes.inc();
     }
 
     /// Counts a chunk read or write by its outcome.

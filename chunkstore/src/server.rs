@@ -8,6 +8,8 @@
 //! | `GET /chunks/{id}[?offset=&len=]` | 200 bytes + `x-fd-crc32c`, `x-fd-size` of the whole chunk, `x-fd-owner`; 404; 409 corrupt; 416 bad range |
 //! | `DELETE /chunks/{id}` | 204 (also when missing) |
 //! | `DELETE /chunks/{id}?older_than=SECS` | 204 removed; 200 kept (absent, or written less than SECS ago) |
+//! | `GET /chunks/quarantine` | 200 postcard `Vec<`[`crate::chunk::QuarantinedChunk`]`>`: files the scrubber found corrupt |
+//! | `DELETE /chunks/quarantine/{id}` | 204; the quarantined file is gone (a good copy is back) |
 //! | `GET /chunks?after=<id>&limit=N` | 200 postcard `Vec<`[`ListedChunk`]`>` in id order (for the garbage collector) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/objects/cas` body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
@@ -53,6 +55,7 @@ use crate::limits::{
 };
 use crate::meta::MetaStore;
 use crate::metrics::StorageMetrics;
+use crate::scrub::ScrubConfig;
 use crate::wire::{
     self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ListedChunk, NodeStatus, Record, Table,
 };
@@ -65,6 +68,8 @@ pub struct StorageConfig {
     pub cluster_secret: String,
     /// Capacity to report; None means the free space of the data dir's filesystem.
     pub capacity_bytes: Option<u64>,
+    /// How fast and how often chunk files are re-read and verified.
+    pub scrub: ScrubConfig,
 }
 
 pub struct StorageNode {
@@ -73,6 +78,7 @@ pub struct StorageNode {
     stop: watch::Sender<bool>,
     server: tokio::task::JoinHandle<()>,
     sync: tokio::task::JoinHandle<()>,
+    scrub: tokio::task::JoinHandle<()>,
 }
 
 /// The link between a storage node and the background workers that run
@@ -169,6 +175,12 @@ impl StorageNode {
         });
         let (stop, stop_rx) = watch::channel(false);
         let server = tokio::spawn(serve(listener, state.clone(), stop_rx.clone()));
+        let scrub = tokio::spawn(crate::scrub::run(
+            state.chunks.clone(),
+            config.scrub,
+            state.metrics.clone(),
+            stop_rx.clone(),
+        ));
         let sync = tokio::spawn(crate::sync::run(
             state.node_id.clone(),
             state.meta.clone(),
@@ -182,6 +194,7 @@ impl StorageNode {
             stop,
             server,
             sync,
+            scrub,
         })
     }
 
@@ -230,6 +243,8 @@ impl StorageNode {
     /// same data dir.
     pub async fn shutdown(self) {
         let _ = self.stop.send(true);
+        self.scrub.abort();
+        let _ = self.scrub.await;
         if let Err(e) = self.server.await {
             tracing::warn!("storage node server task failed: {e}");
         }
@@ -269,6 +284,7 @@ impl State {
             used_bytes: used,
             free_bytes: free,
             chunk_count: self.chunks.chunk_count(),
+            quarantined_chunks: self.chunks.quarantined_count(),
             in_flight: self.in_flight.load(Ordering::Relaxed),
         }
     }
@@ -403,6 +419,8 @@ enum Route {
     GetChunk(ChunkId),
     DeleteChunk(ChunkId),
     ListChunks,
+    ListQuarantined,
+    ReleaseQuarantined(ChunkId),
     MetaMerge(Table),
     MetaCas(Table),
     MetaGet(Table),
@@ -429,6 +447,15 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
     match segments.as_slice() {
         ["chunks"] if method == Method::GET => Ok(Route::ListChunks),
         ["chunks"] => Err(bad_method()),
+        ["chunks", "quarantine"] if method == Method::GET => Ok(Route::ListQuarantined),
+        ["chunks", "quarantine"] => Err(bad_method()),
+        ["chunks", "quarantine", id] if method == Method::DELETE => {
+            let id: ChunkId = id
+                .parse()
+                .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad chunk id"))?;
+            Ok(Route::ReleaseQuarantined(id))
+        }
+        ["chunks", "quarantine", _] => Err(bad_method()),
         ["chunks", id] => {
             let id: ChunkId = id
                 .parse()
@@ -590,6 +617,18 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 .await
                 .map_err(chunk_error)?;
             Ok(postcard_body(&listed))
+        }
+        Route::ListQuarantined => {
+            let quarantined = state.chunks.quarantined().await.map_err(chunk_error)?;
+            Ok(postcard_body(&quarantined))
+        }
+        Route::ReleaseQuarantined(id) => {
+            state
+                .chunks
+                .release_quarantined(id)
+                .await
+                .map_err(chunk_error)?;
+            Ok(empty(StatusCode::NO_CONTENT))
         }
         Route::Status => Ok(postcard_body(&state.status())),
         Route::WorkerStatus => Ok(Response::new(Full::new(state.workers.status()))),

@@ -145,6 +145,8 @@ pub struct NodeStatus {
     pub free_bytes: u64,
     pub chunk_count: u64,
     pub in_flight: u32,
+    /// Corrupt chunk files waiting for a good copy.
+    pub quarantined_chunks: u64,
 }
 
 /// Header names of the internal API. Every `x-fd-*` header is signed.

@@ -30,6 +30,7 @@ async fn start(dir: &Path) -> StorageNode {
         http_addr: "127.0.0.1:0".parse().unwrap(),
         cluster_secret: SECRET.into(),
         capacity_bytes: Some(1 << 30),
+        scrub: Default::default(),
     })
     .await
     .unwrap()

@@ -1,9 +1,11 @@
 //! The cluster's background work, run beside every storage node as DESIGN
-//! says: lifecycle rules, durability repair and garbage collection. The
+//! says: lifecycle rules, durability repair and garbage collection, and the
+//! healing of this node's chunks that its scrubber found corrupt. The
 //! workers live in this crate because they need the object model; the
 //! storage role starts them next to its node.
 //!
-//! Every storage node runs the workers, and only the leader acts: the live
+//! Every storage node runs the workers, and only the leader acts (but every
+//! node heals its own chunks): the live
 //! active node of the layout with the smallest id. So no two nodes copy or
 //! delete the same chunk, and the figures (chunks below three copies, GC
 //! queue) are counted once. When the leader goes down, the next one takes
@@ -20,7 +22,7 @@ use bytes::Bytes;
 use chunkstore::WorkerPort;
 use chunkstore::placement::NodeState;
 use membership::Snapshot;
-use prometheus::IntGauge;
+use prometheus::{IntCounter, IntGauge};
 use serde::{Deserialize, Serialize};
 use telemetry::{Bundle, BundleBuilder};
 use tokio::sync::watch;
@@ -39,12 +41,28 @@ use crate::table::Tables;
 /// How often a node republishes its workers' status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
 
+/// How often a node looks for quarantined chunks to heal.
+const HEAL_INTERVAL: Duration = Duration::from_secs(30);
+
 /// The workers' timing.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Debug)]
 pub struct BackgroundConfig {
     pub lifecycle: LifecycleConfig,
     pub repair: RepairConfig,
     pub gc: GcConfig,
+    /// How often a node looks for quarantined chunks to heal.
+    pub heal_interval: Duration,
+}
+
+impl Default for BackgroundConfig {
+    fn default() -> BackgroundConfig {
+        BackgroundConfig {
+            lifecycle: LifecycleConfig::default(),
+            repair: RepairConfig::default(),
+            gc: GcConfig::default(),
+            heal_interval: HEAL_INTERVAL,
+        }
+    }
 }
 
 /// What the workers beside one storage node report (`GET /workers/status`).
@@ -67,6 +85,7 @@ pub struct BackgroundMetrics {
     chunks_below_three_copies: IntGauge,
     repair_queue: IntGauge,
     gc_queue: IntGauge,
+    healed: IntCounter,
 }
 
 impl BackgroundMetrics {
@@ -84,6 +103,10 @@ impl BackgroundMetrics {
             chunks_below_three_copies: b.gauge(
                 "flexdrive_chunks_below_three_copies",
                 "Chunks with fewer than three live copies, the durability figure to watch (non-zero on the leading node only).",
+            ),
+            healed: b.counter(
+                "flexdrive_chunks_healed_total",
+                "Corrupt chunk copies of this node replaced from a good copy.",
             ),
             bundle: b.build(),
         }
@@ -190,6 +213,13 @@ pub fn start(
         durability.clone(),
         leader.clone(),
         port.wakes(),
+    )));
+    tasks.push(tokio::spawn(crate::heal::run(
+        tables.clone(),
+        cluster.clone(),
+        node_id.to_string(),
+        config.heal_interval,
+        metrics.healed.clone(),
     )));
     let collector = Collector::new(tables, cluster, config.gc, gc.clone());
     let gc_leader = leader.clone();

@@ -23,7 +23,7 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chunkstore::{ChunkId, ListedChunk, Table};
+use chunkstore::{ChunkId, ChunkOwner, ListedChunk, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
@@ -223,7 +223,12 @@ impl Collector {
             by_owner.entry(key).or_default().push(chunk);
         }
         for ((bucket_id, key, version), chunks) in by_owner {
-            let listed = match self.listed(&bucket_id, &key, &version).await {
+            let owner = ChunkOwner {
+                bucket_id: bucket_id.clone(),
+                key: key.clone(),
+                version,
+            };
+            let listed = match listed_copies(&self.tables, &owner).await {
                 Ok(listed) => listed,
                 Err(e) => {
                     tracing::debug!(bucket_id, key, error = %e, "gc: owner's records unreadable; chunks kept");
@@ -260,54 +265,6 @@ impl Collector {
         }
     }
 
-    /// Every (chunk, node) that the owner's part records and object record
-    /// list. Err when a record cannot be read or decoded.
-    async fn listed(
-        &self,
-        bucket_id: &str,
-        key: &str,
-        version: &str,
-    ) -> Result<HashSet<(ChunkId, String)>, String> {
-        let mut id: BucketId = [0; 16];
-        hex::decode_to_slice(bucket_id, &mut id).map_err(|e| format!("bad bucket id: {e}"))?;
-        let partition = model::bucket_partition(&id);
-        let mut listed = HashSet::new();
-        let mut add = |chunks: &[model::ChunkRef]| {
-            for c in chunks {
-                for n in &c.nodes {
-                    listed.insert((c.id, n.clone()));
-                }
-            }
-        };
-        // Parts first: see the module comment.
-        let prefix = model::part_prefix(&id, version);
-        let parts: Vec<PartRecord> = self
-            .tables
-            .scan_all(
-                Table::Parts,
-                partition,
-                &prefix,
-                &model::prefix_end(&prefix),
-            )
-            .await
-            .map_err(s3_text)?;
-        for part in &parts {
-            add(&part.chunks);
-        }
-        let record = self
-            .tables
-            .get(Table::Objects, partition, &model::object_key(&id, key))
-            .await
-            .map_err(s3_text)?;
-        if let Some(value) = record.and_then(|r| r.value) {
-            let record: ObjectRecord = model::decode(&value).ok_or("undecodable object record")?;
-            for data in record.versions.iter().filter_map(|v| v.data.as_ref()) {
-                add(&data.chunks);
-            }
-        }
-        Ok(listed)
-    }
-
     fn publish(&self) {
         let counts = self.last.as_ref().unwrap_or(&self.sweep);
         self.shared.publish(GcReport {
@@ -320,6 +277,54 @@ impl Collector {
             grace_secs: self.config.grace.as_secs(),
         });
     }
+}
+
+/// Every (chunk, node) that the records `owner` names list: the upload's
+/// part records first, then the object record (see the module comment for
+/// why in that order). Err when a record cannot be read or decoded.
+pub(crate) async fn listed_copies(
+    tables: &Tables,
+    owner: &ChunkOwner,
+) -> Result<HashSet<(ChunkId, String)>, String> {
+    let mut id: BucketId = [0; 16];
+    hex::decode_to_slice(&owner.bucket_id, &mut id).map_err(|e| format!("bad bucket id: {e}"))?;
+    let partition = model::bucket_partition(&id);
+    let mut listed = HashSet::new();
+    let mut add = |chunks: &[model::ChunkRef]| {
+        for c in chunks {
+            for n in &c.nodes {
+                listed.insert((c.id, n.clone()));
+            }
+        }
+    };
+    let prefix = model::part_prefix(&id, &owner.version);
+    let parts: Vec<PartRecord> = tables
+        .scan_all(
+            Table::Parts,
+            partition,
+            &prefix,
+            &model::prefix_end(&prefix),
+        )
+        .await
+        .map_err(s3_text)?;
+    for part in &parts {
+        add(&part.chunks);
+    }
+    let record = tables
+        .get(
+            Table::Objects,
+            partition,
+            &model::object_key(&id, &owner.key),
+        )
+        .await
+        .map_err(s3_text)?;
+    if let Some(value) = record.and_then(|r| r.value) {
+        let record: ObjectRecord = model::decode(&value).ok_or("undecodable object record")?;
+        for data in record.versions.iter().filter_map(|v| v.data.as_ref()) {
+            add(&data.chunks);
+        }
+    }
+    Ok(listed)
 }
 
 fn s3_text(e: s3s::S3Error) -> String {

@@ -10,6 +10,7 @@ pub mod checksum;
 pub mod cluster;
 pub mod data;
 pub mod gc;
+mod heal;
 mod health;
 pub mod hlc;
 mod keys;

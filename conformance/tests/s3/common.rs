@@ -10,6 +10,7 @@ use aws_sdk_s3::config::{BehaviorVersion, Credentials, Region};
 use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, sign};
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
+use chunkstore::ScrubConfig;
 use flexdrive::{Embedded, EmbeddedConfig};
 use gateway::background::BackgroundConfig;
 use gateway::lifecycle::LifecycleConfig;
@@ -81,8 +82,25 @@ impl TestCluster {
         chunk_size: usize,
         background: BackgroundConfig,
     ) -> TestCluster {
+        TestCluster::start_configured(
+            storage_nodes,
+            chunk_size,
+            background,
+            ScrubConfig::default(),
+        )
+        .await
+    }
+
+    /// `storage_nodes` storage nodes that scrub as `scrub` says and whose
+    /// background workers run on `background`, and a gateway.
+    pub async fn start_configured(
+        storage_nodes: usize,
+        chunk_size: usize,
+        background: BackgroundConfig,
+        scrub: ScrubConfig,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in(dir, storage_nodes, chunk_size, background).await
+        TestCluster::start_in_with(dir, storage_nodes, chunk_size, background, scrub).await
     }
 
     async fn start_in(
@@ -90,6 +108,17 @@ impl TestCluster {
         storage_nodes: usize,
         chunk_size: usize,
         background: BackgroundConfig,
+    ) -> TestCluster {
+        let scrub = ScrubConfig::default();
+        TestCluster::start_in_with(dir, storage_nodes, chunk_size, background, scrub).await
+    }
+
+    async fn start_in_with(
+        dir: tempfile::TempDir,
+        storage_nodes: usize,
+        chunk_size: usize,
+        background: BackgroundConfig,
+        scrub: ScrubConfig,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -102,6 +131,7 @@ impl TestCluster {
             domains: vec!["localhost".into()],
             probe_period: PROBE_PERIOD,
             background,
+            scrub,
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(ADMIN_TOKEN.into()),
         })
@@ -226,6 +256,27 @@ pub fn data(len: usize, seed: u64) -> Vec<u8> {
 pub fn md5_hex(bytes: &[u8]) -> String {
     use md5::Digest as _;
     hex::encode(md5::Md5::digest(bytes))
+}
+
+/// Values of the samples `name{...}` that carry every label in `labels`.
+pub fn metric_samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter_map(|l| {
+            let (series, value) = l.rsplit_once(' ')?;
+            let (series_name, rest) = series.split_once('{').unwrap_or((series, "}"));
+            let wanted = series_name == name
+                && labels
+                    .iter()
+                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
+            wanted.then(|| value.parse().ok()).flatten()
+        })
+        .collect()
+}
+
+/// The sum of those samples.
+pub fn metric_sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metric_samples(text, name, labels).iter().sum()
 }
 
 /// A raw HTTP answer.
@@ -354,7 +405,8 @@ pub fn chunk_files(node_dir: &Path) -> Vec<String> {
             let path = entry.path();
             let name = entry.file_name().to_string_lossy().into_owned();
             if path.is_dir() {
-                if name != "tmp" {
+                // Temp files and quarantined corrupt copies are not chunks.
+                if name != "tmp" && name != "corrupt" {
                     stack.push(path);
                 }
             } else if name.len() == 32 && name.bytes().all(|b| b.is_ascii_hexdigit()) {

@@ -5,7 +5,8 @@
 use std::time::Duration;
 
 use crate::common::{
-    ADMIN_TOKEN, Raw, TestCluster, bounded, data, raw_request, raw_request_with_headers,
+    ADMIN_TOKEN, Raw, TestCluster, bounded, data, metric_samples as samples, metric_sum as sum,
+    raw_request, raw_request_with_headers,
 };
 
 /// Longest wait for something that gossip or a readiness cache settles.
@@ -19,26 +20,6 @@ async fn scrape(endpoint: &str) -> String {
     let answer = get(endpoint, "/metrics").await;
     assert_eq!(answer.status, 200, "{}", answer.body);
     answer.body
-}
-
-/// Values of the samples `name{...}` that carry every label in `labels`.
-fn samples(text: &str, name: &str, labels: &[(&str, &str)]) -> Vec<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .filter_map(|l| {
-            let (series, value) = l.rsplit_once(' ')?;
-            let (series_name, rest) = series.split_once('{').unwrap_or((series, "}"));
-            let wanted = series_name == name
-                && labels
-                    .iter()
-                    .all(|(k, v)| rest.contains(&format!("{k}=\"{v}\"")));
-            wanted.then(|| value.parse().ok()).flatten()
-        })
-        .collect()
-}
-
-fn sum(text: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
-    samples(text, name, labels).iter().sum()
 }
 
 /// Polls `endpoint`'s `path` until `done` holds of the answer (bounded).
@@ -207,6 +188,7 @@ async fn a_storage_node_serves_its_own_metrics_and_health() {
                 http_addr: loopback,
                 cluster_secret: "metrics-test-cluster-secret".into(),
                 capacity_bytes: Some(1 << 30),
+                scrub: Default::default(),
             },
             flexdrive::GossipConfig {
                 bind_addr: loopback,
