@@ -19,6 +19,7 @@ pub mod limits;
 pub mod metrics;
 pub mod model;
 pub mod repair;
+mod reply;
 mod s3;
 mod server;
 pub mod table;

@@ -153,6 +153,13 @@ impl Versioning {
     pub fn label(self, version_id: &str) -> Option<String> {
         (self != Versioning::Unversioned).then(|| version_id.to_string())
     }
+
+    /// The version id a write answers with: only a versioned bucket's new
+    /// id (a write under Suspended makes the `null` version, which S3 does
+    /// not name in the answer).
+    pub fn label_of_write(self, version_id: &str) -> Option<String> {
+        (self == Versioning::Enabled).then(|| version_id.to_string())
+    }
 }
 
 /// The version id of objects written while versioning is off or suspended.

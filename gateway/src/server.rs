@@ -195,8 +195,10 @@ pub async fn start(
                                 .map(str::to_string);
                             let cors = bucket.zip(origin).map(|(b, o)| (b, o, req.method().clone()));
                             let early_answer = expects_continue_without_body(&req);
+                            let asked = crate::reply::Asked::of(&req);
                             let req = metrics.meter_request(req);
-                            let mut response = service.call(req).await?;
+                            let response = service.call(req).await?;
+                            let mut response = crate::reply::adjust(asked, response).await;
                             if early_answer {
                                 response.headers_mut().insert(
                                     http::header::CONNECTION,

@@ -161,3 +161,25 @@ async fn body_not_matching_its_signed_sha256_is_refused_and_stores_nothing() {
     assert_eq!(c.get("sha", "k").await, b"real body");
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_answer_has_a_request_id_and_errors_repeat_it() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("ids").await;
+    let creds = Some((ACCESS_KEY, SECRET_KEY));
+    let ok = raw_request(&c.endpoint, "GET", "/ids", None, b"", creds).await;
+    assert_eq!(ok.status, 200);
+    assert!(ok.headers.contains_key("x-amz-request-id"));
+    let missing = raw_request(&c.endpoint, "GET", "/ids/missing", None, b"", creds).await;
+    assert_eq!(missing.status, 404);
+    let id = missing.headers["x-amz-request-id"].to_str().unwrap();
+    assert_ne!(id, ok.headers["x-amz-request-id"].to_str().unwrap());
+    assert!(
+        missing
+            .body
+            .contains(&format!("<RequestId>{id}</RequestId>")),
+        "{}",
+        missing.body
+    );
+    c.stop().await;
+}

@@ -332,3 +332,45 @@ async fn encoding_type_url_percent_encodes_names_in_listings() {
     );
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn listing_answers_echo_parameters_as_s3_does() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("echoes").await;
+    c.put("echoes", "a+b", b"x".to_vec()).await;
+    let creds = Some((ACCESS_KEY, SECRET_KEY));
+    // V1: the prefix comes back as given even with encoding-type=url (only
+    // keys, markers and delimiters are encoded), the marker is always there,
+    // and an empty delimiter is no delimiter.
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/echoes?prefix=a%2B&delimiter=&encoding-type=url",
+        None,
+        b"",
+        creds,
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert!(raw.body.contains("<Prefix>a+</Prefix>"), "{}", raw.body);
+    assert!(
+        raw.body.contains("<Marker></Marker>") || raw.body.contains("<Marker/>"),
+        "{}",
+        raw.body
+    );
+    assert!(!raw.body.contains("<Delimiter>"), "{}", raw.body);
+    assert!(raw.body.contains("<Key>a%2Bb</Key>"), "{}", raw.body);
+    // V2: an empty continuation token is no token.
+    let raw = raw_request(
+        &c.endpoint,
+        "GET",
+        "/echoes?list-type=2&continuation-token=",
+        None,
+        b"",
+        creds,
+    )
+    .await;
+    assert_eq!(raw.status, 200, "{}", raw.body);
+    assert!(raw.body.contains("<Key>a+b</Key>"), "{}", raw.body);
+    c.stop().await;
+}

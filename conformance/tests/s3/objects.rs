@@ -517,6 +517,20 @@ async fn conditional_gets_answer_304_and_412_as_s3_does() {
         .await
         .unwrap_err();
     assert_eq!(error_status(&err), 304);
+    // A 304 names what it stands for: ETag and Last-Modified (RFC 9110).
+    let raw = raw_request_with_headers(
+        &c.endpoint,
+        "GET",
+        "/cond/k",
+        None,
+        &[("if-none-match", etag.as_str())],
+        b"",
+        Some((ACCESS_KEY, SECRET_KEY)),
+    )
+    .await;
+    assert_eq!(raw.status, 304);
+    assert_eq!(raw.headers["etag"], etag.as_str());
+    assert!(raw.headers.contains_key("last-modified"));
     let err = c
         .client
         .head_object()

@@ -24,6 +24,12 @@ pub(crate) fn owner(access_key: &str) -> Owner {
     }
 }
 
+/// Most buckets one ListBuckets page may ask for (S3's bound).
+const MAX_LIST_BUCKETS: i32 = 10_000;
+
+/// The region where S3 answers 200 to re-creating a bucket you own.
+const LEGACY_REGION: &str = "us-east-1";
+
 impl Inner {
     /// The bucket's record, or NoSuchBucket.
     pub(crate) async fn bucket(&self, name: &str) -> S3Result<BucketRecord> {
@@ -140,26 +146,75 @@ impl Inner {
         req: S3Request<ListBucketsInput>,
     ) -> S3Result<S3Response<ListBucketsOutput>> {
         let who = requester(&req)?;
+        let input = &req.input;
+        let max = match input.max_buckets {
+            None => usize::MAX,
+            Some(n) if (1..=MAX_LIST_BUCKETS).contains(&n) => n as usize,
+            Some(n) => {
+                return Err(s3_error!(
+                    InvalidArgument,
+                    "max-buckets must be between 1 and {MAX_LIST_BUCKETS}, got {n}"
+                ));
+            }
+        };
+        // The token is the hex of the last name of the previous page.
+        let after = match input
+            .continuation_token
+            .as_deref()
+            .filter(|t| !t.is_empty())
+        {
+            Some(token) => Some(
+                hex::decode(token)
+                    .ok()
+                    .and_then(|raw| String::from_utf8(raw).ok())
+                    .ok_or_else(|| {
+                        s3_error!(InvalidArgument, "the continuation token is not valid")
+                    })?,
+            ),
+            None => None,
+        };
+        let prefix = input.prefix.clone().unwrap_or_default();
+        let other_region = input
+            .bucket_region
+            .as_deref()
+            .is_some_and(|r| r != self.region);
         // Root sees every bucket; another key those it has a permission on.
         let key = self.stored_key(&who).await?;
-        let buckets = self
+        let mut visible = self
             .all_buckets()
             .await?
             .into_iter()
+            .filter(|b| !other_region && b.name.starts_with(&prefix))
+            .filter(|b| after.as_ref().is_none_or(|a| &b.name > a))
             .filter(|b| key.as_ref().is_none_or(|k| permissions(k, b).any()))
-            .map(|b| Bucket {
+            .peekable();
+        let mut buckets = Vec::new();
+        while buckets.len() < max {
+            let Some(b) = visible.next() else { break };
+            buckets.push(Bucket {
                 name: Some(b.name),
                 creation_date: Some(timestamp(b.created_ms)),
                 bucket_region: Some(self.region.clone()),
+            });
+        }
+        let continuation_token = visible
+            .peek()
+            .is_some()
+            .then(|| {
+                buckets
+                    .last()
+                    .and_then(|b| b.name.as_ref())
+                    .map(hex::encode)
             })
-            .collect();
+            .flatten();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
             owner: Some(Owner {
                 display_name: Some(key.map_or(who.clone(), |k| k.name.clone())),
                 ..owner(&who)
             }),
-            ..Default::default()
+            continuation_token,
+            prefix: input.prefix.clone(),
         }))
     }
 
@@ -187,13 +242,23 @@ impl Inner {
                 ));
             }
         }
-        self.new_bucket(&name, who, public_read).await?;
+        match self.new_bucket(&name, who, public_read).await {
+            // S3 keeps its legacy answer in us-east-1: creating a bucket you
+            // already own succeeds (other regions answer 409).
+            Err(e)
+                if e.code() == &s3s::S3ErrorCode::BucketAlreadyOwnedByYou
+                    && self.region == LEGACY_REGION => {}
+            other => {
+                other?;
+            }
+        }
         Ok(S3Response::new(CreateBucketOutput {
             location: Some(format!("/{name}")),
         }))
     }
 
     /// Creates a bucket owned by `who`, or says why not (the name is valid).
+    /// BucketAlreadyOwnedByYou when `who` owns it already.
     pub(crate) async fn new_bucket(
         &self,
         name: &str,

@@ -243,7 +243,7 @@ impl Inner {
         set_checksums!(result, copied_checksums, typed);
         Ok(S3Response::new(CopyObjectOutput {
             copy_object_result: Some(result),
-            version_id: dst_bucket.versioning.label(&version.version_id),
+            version_id: dst_bucket.versioning.label_of_write(&version.version_id),
             copy_source_version_id: source.bucket.versioning.label(&source.version.version_id),
             ..Default::default()
         }))

@@ -7,7 +7,7 @@ use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Inner;
 use super::bucket::timestamp;
-use super::put::parse_http_date;
+use super::put::{format_http_date, parse_http_date};
 use super::versions::pick_version;
 use crate::checksum::{self, set_checksums};
 use crate::model::{ObjectData, ObjectVersion};
@@ -66,14 +66,26 @@ pub(super) fn check_conditions(
             "modified after If-Unmodified-Since"
         ));
     }
-    if let Some(cond) = c.if_none_match {
-        if etag_matches(cond, etag) {
-            return Err(s3_error!(NotModified));
+    let not_modified = match c.if_none_match {
+        Some(cond) => etag_matches(cond, etag),
+        None => c
+            .if_modified_since
+            .is_some_and(|since| modified <= seconds(since)),
+    };
+    if not_modified {
+        // A 304 names the representation it stands for (RFC 9110 15.4.5).
+        let mut err = s3_error!(NotModified);
+        let mut headers = http::HeaderMap::new();
+        if let Ok(v) = http::HeaderValue::from_str(&format!("\"{etag}\"")) {
+            headers.insert(http::header::ETAG, v);
         }
-    } else if let Some(since) = c.if_modified_since
-        && modified <= seconds(since)
-    {
-        return Err(s3_error!(NotModified));
+        if let Some(date) = format_http_date(&super::bucket::timestamp(last_modified_ms))
+            && let Ok(v) = http::HeaderValue::from_str(&date)
+        {
+            headers.insert(http::header::LAST_MODIFIED, v);
+        }
+        err.set_headers(headers);
+        return Err(err);
     }
     Ok(())
 }

@@ -263,8 +263,11 @@ impl Inner {
         };
         Ok(S3Response::new(ListObjectsOutput {
             name: Some(bucket.name.clone()),
-            prefix: Some(names.name(&prefix)),
-            marker: names.opt(input.marker),
+            // V1 answers the prefix as given, encoded or not (botocore
+            // decodes V1's Marker and Delimiter, not its Prefix); the
+            // marker element is always there, empty when none was given.
+            prefix: Some(prefix),
+            marker: Some(names.name(input.marker.as_deref().unwrap_or_default())),
             max_keys: Some(max as i32),
             is_truncated: Some(listing.truncated),
             contents: Some(
@@ -275,7 +278,7 @@ impl Inner {
                     .collect(),
             ),
             common_prefixes: Some(names.prefixes(listing.prefixes)),
-            delimiter: names.opt(input.delimiter),
+            delimiter: names.opt(input.delimiter.filter(|d| !d.is_empty())),
             next_marker: names.opt(next_marker),
             encoding_type: input.encoding_type,
             ..Default::default()
@@ -291,7 +294,12 @@ impl Inner {
         let bucket = self.bucket_for_read(&input.bucket).await?;
         let max = max_keys(input.max_keys)?;
         let prefix = input.prefix.clone().unwrap_or_default();
-        let start = match (&input.continuation_token, &input.start_after) {
+        // An empty token is no token (S3 answers the first page).
+        let token = input
+            .continuation_token
+            .as_deref()
+            .filter(|t| !t.is_empty());
+        let start = match (token, &input.start_after) {
             (Some(token), _) => Some(decode_token(token)?),
             (None, Some(after)) if !after.is_empty() => Some(Start::After(after.clone())),
             _ => None,
@@ -322,7 +330,7 @@ impl Inner {
                     .collect(),
             ),
             common_prefixes: Some(names.prefixes(listing.prefixes)),
-            delimiter: names.opt(input.delimiter),
+            delimiter: names.opt(input.delimiter.filter(|d| !d.is_empty())),
             encoding_type: input.encoding_type,
             start_after: names.opt(input.start_after),
             ..Default::default()

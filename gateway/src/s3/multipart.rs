@@ -341,7 +341,7 @@ impl Inner {
             key: Some(input.key.clone()),
             e_tag: Some(ETag::Strong(etag)),
             location: Some(format!("/{}/{}", bucket.name, input.key)),
-            version_id: bucket.versioning.label(&version.version_id),
+            version_id: bucket.versioning.label_of_write(&version.version_id),
             ..Default::default()
         };
         set_checksums!(output, object_checksums, typed);

@@ -50,7 +50,10 @@ impl ContentHeaders {
         let named = [
             ("cache-control", cache_control),
             ("content-disposition", content_disposition),
-            ("content-encoding", content_encoding),
+            (
+                "content-encoding",
+                content_encoding.and_then(without_aws_chunked),
+            ),
             ("content-language", content_language),
             ("expires", expires.and_then(|t| format_http_date(&t))),
         ];
@@ -71,6 +74,17 @@ impl ContentHeaders {
             user_meta,
         }
     }
+}
+
+/// `aws-chunked` describes the upload's framing, not the object: S3 does
+/// not store it (and nothing when it was the only coding).
+fn without_aws_chunked(encoding: String) -> Option<String> {
+    let kept: Vec<&str> = encoding
+        .split(',')
+        .map(str::trim)
+        .filter(|c| !c.is_empty() && !c.eq_ignore_ascii_case("aws-chunked"))
+        .collect();
+    (!kept.is_empty()).then(|| kept.join(", "))
 }
 
 pub(crate) fn format_http_date(t: &Timestamp) -> Option<String> {
@@ -188,7 +202,7 @@ impl Inner {
         let version = self.commit_version(&bucket, &input.key, new).await?;
         let mut output = PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
-            version_id: bucket.versioning.label(&version.version_id),
+            version_id: bucket.versioning.label_of_write(&version.version_id),
             ..Default::default()
         };
         set_checksums!(output, stored_checksums, typed);
@@ -293,5 +307,23 @@ impl Inner {
             .flat_map(|d| d.chunks)
             .collect();
         self.data.delete_chunks(chunks);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_aws_chunked;
+
+    #[test]
+    fn aws_chunked_is_not_stored_as_a_content_encoding() {
+        assert_eq!(
+            without_aws_chunked("gzip, aws-chunked".into()),
+            Some("gzip".into())
+        );
+        assert_eq!(without_aws_chunked("aws-chunked".into()), None);
+        assert_eq!(
+            without_aws_chunked("br,gzip".into()),
+            Some("br, gzip".into())
+        );
     }
 }
