@@ -148,6 +148,21 @@ def test_presigned_url_works_with_a_plain_http_client(s3, bucket):
     assert s3.get_object(Bucket=bucket, Key="up.txt")["Body"].read() == b"uploaded"
 
 
+def test_sigv2_signed_requests_work_on_buckets_and_objects(server):
+    endpoint, access, secret = server
+    v2 = make_client(endpoint, access, secret, signature_version="s3")
+    name = "v2-" + os.urandom(6).hex()
+    v2.create_bucket(Bucket=name)
+    v2.head_bucket(Bucket=name)
+    v2.put_object(Bucket=name, Key="k", Body=b"signed with v2")
+    assert [o["Key"] for o in v2.list_objects(Bucket=name)["Contents"]] == ["k"]
+    assert v2.get_bucket_versioning(Bucket=name).get("Status") is None
+    url = v2.generate_presigned_url("list_objects", Params={"Bucket": name}, ExpiresIn=300)
+    assert requests.get(url, timeout=30).status_code == 200
+    v2.delete_object(Bucket=name, Key="k")
+    v2.delete_bucket(Bucket=name)
+
+
 def test_wrong_secret_is_signature_does_not_match(server):
     endpoint, access, _ = server
     bad = make_client(endpoint, access, "wrong-secret")

@@ -46,6 +46,37 @@ impl Asked {
     }
 }
 
+/// SigV2 signs a path-style bucket as `/bucket/` (botocore's auth path, as
+/// S3 canonicalizes it) while the request line says `/bucket`; s3s checks
+/// the signature against the request line, so such a request gets the
+/// slash it was signed with. SigV4 requests are left alone.
+pub(crate) fn sigv2_bucket_path<B>(mut req: Request<B>) -> Request<B> {
+    let v2_header = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .is_some_and(|v| v.as_bytes().starts_with(b"AWS "));
+    let query = req.uri().query().unwrap_or("");
+    let v2_query = query.split('&').any(|p| p.starts_with("AWSAccessKeyId="));
+    let path = req.uri().path();
+    let bucket_only = path.len() > 1 && !path[1..].contains('/');
+    if !(v2_header || v2_query) || !bucket_only {
+        return req;
+    }
+    let rebuilt = if query.is_empty() {
+        format!("{path}/")
+    } else {
+        format!("{path}/?{query}")
+    };
+    let mut parts = req.uri().clone().into_parts();
+    if let Ok(pq) = http::uri::PathAndQuery::try_from(rebuilt) {
+        parts.path_and_query = Some(pq);
+        if let Ok(uri) = http::Uri::from_parts(parts) {
+            *req.uri_mut() = uri;
+        }
+    }
+    req
+}
+
 /// 16 upper-case hex digits, like S3's request ids.
 fn new_request_id() -> String {
     hex::encode_upper(rand::random::<[u8; 8]>())
@@ -125,6 +156,26 @@ fn unquote_etag(text: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn sigv2_bucket_requests_get_the_path_they_were_signed_with() {
+        let v2 = |uri: &str| {
+            let req = Request::get(uri)
+                .header("authorization", "AWS key:sig")
+                .body(())
+                .unwrap();
+            sigv2_bucket_path(req).uri().to_string()
+        };
+        assert_eq!(v2("/bucket"), "/bucket/");
+        assert_eq!(v2("/bucket?versioning"), "/bucket/?versioning");
+        assert_eq!(v2("/bucket/key"), "/bucket/key");
+        assert_eq!(v2("/"), "/");
+        let v4 = Request::get("/bucket")
+            .header("authorization", "AWS4-HMAC-SHA256 Credential=x")
+            .body(())
+            .unwrap();
+        assert_eq!(sigv2_bucket_path(v4).uri(), "/bucket");
+    }
 
     #[test]
     fn the_attributes_etag_loses_its_quotes_only() {

@@ -195,6 +195,7 @@ pub async fn start(
                                 .map(str::to_string);
                             let cors = bucket.zip(origin).map(|(b, o)| (b, o, req.method().clone()));
                             let early_answer = expects_continue_without_body(&req);
+                            let req = crate::reply::sigv2_bucket_path(req);
                             let asked = crate::reply::Asked::of(&req);
                             let req = metrics.meter_request(req);
                             let response = service.call(req).await?;
