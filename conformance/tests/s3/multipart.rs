@@ -287,3 +287,49 @@ async fn aborted_upload_is_gone_and_its_parts_deleted() {
     }
     c.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn completing_again_after_success_answers_the_same_object() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("retry").await;
+    let upload_id = create(&c, "retry", "obj").await;
+    let parts = vec![
+        upload_part(&c, "retry", "obj", &upload_id, 1, &data(5 * MIB, 1)).await,
+        upload_part(&c, "retry", "obj", &upload_id, 2, &data(1000, 2)).await,
+    ];
+    let complete = || {
+        c.client
+            .complete_multipart_upload()
+            .bucket("retry")
+            .key("obj")
+            .upload_id(&upload_id)
+            .multipart_upload(
+                CompletedMultipartUpload::builder()
+                    .set_parts(Some(parts.clone()))
+                    .build(),
+            )
+            .send()
+    };
+    let first = complete().await.expect("complete");
+    // An SDK that lost the first answer sends it again: the same answer.
+    let again = complete().await.expect("complete again");
+    assert_eq!(again.e_tag(), first.e_tag());
+    assert!(first.e_tag().unwrap().ends_with("-2\""));
+    // Other parts than the ones that made the object: the upload is gone.
+    let err = c
+        .client
+        .complete_multipart_upload()
+        .bucket("retry")
+        .key("obj")
+        .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .set_parts(Some(parts[..1].to_vec()))
+                .build(),
+        )
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchUpload");
+    c.stop().await;
+}

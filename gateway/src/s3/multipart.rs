@@ -240,7 +240,16 @@ impl Inner {
         let condition =
             WriteCondition::from_request(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
-        let upload = self.upload(&bucket, &input.key, &input.upload_id).await?;
+        let upload = match self.upload(&bucket, &input.key, &input.upload_id).await {
+            Ok(upload) => upload,
+            Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchUpload => {
+                return match self.completed_already(&bucket, &input).await? {
+                    Some(output) => Ok(S3Response::new(output)),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
         let chosen = input
             .multipart_upload
             .and_then(|m| m.parts)
@@ -346,6 +355,49 @@ impl Inner {
         };
         set_checksums!(output, object_checksums, typed);
         Ok(S3Response::new(output))
+    }
+
+    /// A Complete sent again after it succeeded (an SDK retrying a lost
+    /// answer): S3 answers it like the first one. The upload is gone then,
+    /// so the current version is recognised by its ETag, which the listed
+    /// parts' ETags determine.
+    async fn completed_already(
+        &self,
+        bucket: &BucketRecord,
+        input: &CompleteMultipartUploadInput,
+    ) -> S3Result<Option<CompleteMultipartUploadOutput>> {
+        let Some(parts) = input
+            .multipart_upload
+            .as_ref()
+            .and_then(|m| m.parts.as_ref())
+        else {
+            return Ok(None);
+        };
+        let mut md5s = Md5::new();
+        for part in parts {
+            let Some(raw) = part
+                .e_tag
+                .as_ref()
+                .and_then(|e| hex::decode(e.value().trim_matches('"')).ok())
+            else {
+                return Ok(None);
+            };
+            md5s.update(&raw);
+        }
+        let etag = format!("{}-{}", hex::encode(md5s.finalize()), parts.len());
+        let (_, record) = self.object_record(bucket, &input.key).await?;
+        let Some(version) = record.current_data() else {
+            return Ok(None);
+        };
+        let same = version.data.as_ref().is_some_and(|d| d.etag == etag);
+        Ok(same.then(|| CompleteMultipartUploadOutput {
+            bucket: Some(bucket.name.clone()),
+            key: Some(input.key.clone()),
+            e_tag: Some(ETag::Strong(etag)),
+            location: Some(format!("/{}/{}", bucket.name, input.key)),
+            version_id: bucket.versioning.label_of_write(&version.version_id),
+            ..Default::default()
+        }))
     }
 
     pub(crate) async fn abort_multipart_upload(
