@@ -57,6 +57,11 @@ impl Layout {
         self.nodes.values().map(|(_, e)| e)
     }
 
+    /// Every partition's replicas: equal placements mean no record moves.
+    pub fn placement(&self) -> &[Vec<String>] {
+        &self.replicas
+    }
+
     pub fn partition_replicas(&self, partition: u16) -> &[String] {
         self.replicas
             .get(partition as usize)

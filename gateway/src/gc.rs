@@ -13,7 +13,9 @@
 //! older than the grace period (writes in flight list their chunks within
 //! it), and only if the file is still that old when the node deletes it, so a
 //! copy rewritten meanwhile by a repair stays. Nothing is deleted on a read
-//! that fails or a record that does not decode.
+//! that fails or a record that does not decode, and no sweep runs until the
+//! partition placement has been stable for a while (records may still be
+//! on their way to new replicas).
 //!
 //! Bounded: a pass looks at `chunks_per_pass` chunk files; the next pass
 //! resumes after the last one. A complete sweep over every node waits
@@ -28,7 +30,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::cluster::Cluster;
 use crate::hlc::wall_ms;
-use crate::limits::{GC_CHUNKS_PER_PASS, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE, GC_PASS_PAUSE};
+use crate::limits::{
+    GC_CHUNKS_PER_PASS, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE, GC_PASS_PAUSE, GC_SETTLE,
+};
 use crate::model::{self, BucketId, ObjectRecord, PartRecord};
 use crate::table::Tables;
 
@@ -43,6 +47,9 @@ pub struct GcConfig {
     pub pass_pause: Duration,
     /// Chunk files one pass looks at, at most.
     pub chunks_per_pass: usize,
+    /// How long the partition placement must stay unchanged before a sweep
+    /// (see [`Collector::settled`]).
+    pub settle: Duration,
 }
 
 impl Default for GcConfig {
@@ -52,6 +59,7 @@ impl Default for GcConfig {
             grace: GC_GRACE,
             pass_pause: GC_PASS_PAUSE,
             chunks_per_pass: GC_CHUNKS_PER_PASS,
+            settle: GC_SETTLE,
         }
     }
 }
@@ -119,6 +127,8 @@ pub(crate) struct Collector {
     last_complete_ms: Option<u64>,
     deleted: u64,
     freed: u64,
+    /// The partition placement last seen, and since when.
+    placement: Option<(Vec<Vec<String>>, tokio::time::Instant)>,
 }
 
 impl Collector {
@@ -139,6 +149,25 @@ impl Collector {
             last_complete_ms: None,
             deleted: 0,
             freed: 0,
+            placement: None,
+        }
+    }
+
+    /// Whether the partition placement has stayed the same for `settle`.
+    /// After a change, new replicas hold a partition's records only once
+    /// the anti-entropy push has reached them; until then a quorum read may
+    /// miss a record that lists a chunk, and that must never delete it.
+    pub(crate) fn settled(&mut self) -> bool {
+        let layout = self.cluster.layout();
+        let now = tokio::time::Instant::now();
+        match &self.placement {
+            Some((seen, since)) if seen.as_slice() == layout.placement() => {
+                now.duration_since(*since) >= self.config.settle
+            }
+            _ => {
+                self.placement = Some((layout.placement().to_vec(), now));
+                self.config.settle.is_zero() && !layout.is_empty()
+            }
         }
     }
 
@@ -354,7 +383,7 @@ pub(crate) async fn run(
                 next_sweep = tokio::time::Instant::now();
             }
         }
-        if !leads() {
+        if !leads() || !collector.settled() {
             if sweeping {
                 collector.reset();
                 sweeping = false;

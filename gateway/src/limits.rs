@@ -153,6 +153,11 @@ pub const GC_PASS_PAUSE: Duration = Duration::from_secs(1);
 /// Chunk files one collector pass looks at, at most.
 pub const GC_CHUNKS_PER_PASS: usize = 5_000;
 
+/// How long the partition placement must stay unchanged before the garbage
+/// collector sweeps: three anti-entropy rounds (each node pushes its records
+/// to the current replicas every 10 minutes and on every change).
+pub const GC_SETTLE: Duration = Duration::from_secs(30 * 60);
+
 /// Chunk files asked of a node per listing request.
 pub const GC_LIST_PAGE: usize = 1_000;
 

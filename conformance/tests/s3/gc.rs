@@ -23,6 +23,7 @@ fn collecting(grace: Duration) -> BackgroundConfig {
             grace,
             pass_pause: Duration::from_millis(50),
             chunks_per_pass: 7,
+            settle: Duration::ZERO,
         },
         ..BackgroundConfig::default()
     }
@@ -185,6 +186,28 @@ async fn unlisted_chunks_past_the_grace_period_are_deleted_and_nothing_else() {
             .await
             .expect("complete upload");
         assert_eq!(c.get("gc-bucket", "in-progress").await, part_body);
+        c.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_sweep_runs_until_the_partition_placement_has_settled() {
+    bounded(Duration::from_secs(120), async {
+        let mut config = collecting(Duration::ZERO);
+        config.gc.settle = Duration::from_secs(3600);
+        let c = TestCluster::start_with_background(3, CHUNK, config).await;
+        c.create_bucket("settling").await;
+        c.put("settling", "k", data(100, 4)).await;
+        let owner = owner_of_stored_chunks(&c).await;
+        let orphan = plant_orphan(&c, &owner).await;
+        backdate(&c, orphan, Duration::from_secs(86_400));
+        // Long enough for many sweeps at the test's interval.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let report = gc_report(&c).await;
+        assert_eq!(report.last_complete_ms, None, "{report:#?}");
+        assert_eq!(report.chunks_deleted, 0);
+        assert!(chunk_files(&c.node_dir(0)).contains(&orphan.to_string()));
         c.stop().await;
     })
     .await;
