@@ -202,7 +202,7 @@ pub fn start(
     let durability = Arc::new(Durability::default());
     let gc = Arc::new(GcShared::default());
 
-    let mut tasks = vec![tokio::spawn(cluster.clone().maintain_layout())];
+    let mut tasks = vec![tokio::spawn(cluster.clone().follow_layout())];
     tasks.push(tokio::spawn(
         gateway.lifecycle_worker(config.lifecycle, leader.clone()),
     ));

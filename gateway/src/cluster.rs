@@ -243,13 +243,24 @@ impl Cluster {
     }
 
     /// Keeps the layout up to date until the process ends: every storage node
-    /// seen through membership is added and recorded on every live storage
-    /// node, and the layout recorded there (by any gateway, earlier) is merged
-    /// in, so a restarted gateway still knows nodes that are down now.
+    /// seen through membership is added, the layout recorded on the live
+    /// storage nodes (by any gateway, earlier) is merged in, so a restarted
+    /// gateway still knows nodes that are down now, and every live node is
+    /// given the entries it lacks.
     pub async fn maintain_layout(self: Arc<Self>) {
+        self.keep_layout(true).await;
+    }
+
+    /// Keeps this process's view of the layout up to date without writing
+    /// it (the storage nodes' background workers: gateways maintain it).
+    pub async fn follow_layout(self: Arc<Self>) {
+        self.keep_layout(false).await;
+    }
+
+    async fn keep_layout(self: Arc<Self>, write: bool) {
         let mut watch = self.membership.clone();
         loop {
-            self.refresh_layout().await;
+            self.refresh(write).await;
             tokio::select! {
                 _ = tokio::time::sleep(LAYOUT_REFRESH) => {}
                 changed = watch.changed() => {
@@ -261,56 +272,88 @@ impl Cluster {
         }
     }
 
+    /// One round of [`Cluster::maintain_layout`].
     pub async fn refresh_layout(&self) {
+        self.refresh(true).await;
+    }
+
+    async fn refresh(&self, write: bool) {
         let current = self.layout();
         let mut nodes = current.nodes.clone();
         let live = self.live_storage();
 
-        // What the storage nodes remember.
-        for node in live.iter().take(REPLICAS) {
+        // What the live storage nodes remember (a follower asks a few: the
+        // writers make every node hold the whole layout).
+        let asked = if write { live.len() } else { REPLICAS };
+        let scans = live.iter().take(asked).map(|node| async move {
             match self
                 .client
                 .meta_scan(node.addr, Table::Layout, &[], &[], 10_000)
                 .await
             {
-                Ok(records) => merge_layout_records(&mut nodes, &records),
-                Err(e) => tracing::debug!(node = %node.id, error = %e, "layout scan failed"),
+                Ok(records) => Some(records),
+                Err(e) => {
+                    tracing::debug!(node = %node.id, error = %e, "layout scan failed");
+                    None
+                }
             }
+        });
+        let held = futures::future::join_all(scans).await;
+        for records in held.iter().flatten() {
+            merge_layout_records(&mut nodes, records);
         }
 
-        // What membership shows now.
-        let mut news = Vec::new();
-        for node in &live {
-            let state = nodes
-                .get(&node.id)
-                .map(|(_, e)| e.state)
-                .unwrap_or_default();
-            if state == NodeState::Removed {
-                // Decommissioned: it stays out even while it still runs.
-                continue;
-            }
-            let entry = LayoutEntry {
-                id: node.id.clone(),
-                zone: node.zone.clone(),
-                http_addr: node.addr,
-                state,
-            };
-            if nodes.get(&node.id).map(|(_, e)| e) != Some(&entry) {
-                let ts = self.hlc.now();
-                match rmp_serde::to_vec_named(&entry) {
-                    Ok(value) => news.push(Record {
-                        key: entry.id.as_bytes().to_vec(),
-                        ts,
-                        value: Some(value),
-                    }),
-                    Err(e) => tracing::warn!(error = %e, "layout entry encoding failed"),
-                }
-                nodes.insert(node.id.clone(), (ts, entry));
-            }
-        }
-        if !news.is_empty() {
+        if write {
+            // What membership shows now.
             for node in &live {
-                if let Err(e) = self.client.meta_put(node.addr, Table::Layout, &news).await {
+                let state = nodes
+                    .get(&node.id)
+                    .map(|(_, e)| e.state)
+                    .unwrap_or_default();
+                if state == NodeState::Removed {
+                    // Decommissioned: it stays out even while it still runs.
+                    continue;
+                }
+                let entry = LayoutEntry {
+                    id: node.id.clone(),
+                    zone: node.zone.clone(),
+                    http_addr: node.addr,
+                    state,
+                };
+                if nodes.get(&node.id).map(|(_, e)| e) != Some(&entry) {
+                    nodes.insert(node.id.clone(), (self.hlc.now(), entry));
+                }
+            }
+            // Every live node gets what it lacks or holds older: a node that
+            // missed a write (down, busy, or joined later) catches up here,
+            // whichever gateway or round made the entry.
+            for (node, records) in live.iter().zip(&held) {
+                let Some(records) = records else { continue };
+                let have: HashMap<&[u8], u64> =
+                    records.iter().map(|r| (r.key.as_slice(), r.ts)).collect();
+                let missing: Vec<Record> = nodes
+                    .values()
+                    .filter(|(ts, e)| have.get(e.id.as_bytes()).is_none_or(|held| held < ts))
+                    .filter_map(|(ts, e)| match rmp_serde::to_vec_named(e) {
+                        Ok(value) => Some(Record {
+                            key: e.id.as_bytes().to_vec(),
+                            ts: *ts,
+                            value: Some(value),
+                        }),
+                        Err(err) => {
+                            tracing::warn!(error = %err, "layout entry encoding failed");
+                            None
+                        }
+                    })
+                    .collect();
+                if missing.is_empty() {
+                    continue;
+                }
+                if let Err(e) = self
+                    .client
+                    .meta_put(node.addr, Table::Layout, &missing)
+                    .await
+                {
                     tracing::debug!(node = %node.id, error = %e, "layout write failed");
                 }
             }
