@@ -18,6 +18,7 @@ pub mod lifecycle;
 pub mod limits;
 pub mod metrics;
 pub mod model;
+pub mod policy;
 pub mod repair;
 mod reply;
 mod s3;

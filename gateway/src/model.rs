@@ -36,6 +36,30 @@ pub struct BucketRecord {
     /// Canned ACL `public-read`: anyone may list the bucket and read its objects.
     #[serde(default)]
     pub public_read: bool,
+    /// Bucket policy (PutBucketPolicy), the JSON document as given; None
+    /// when unset. Validated on the way in (see `policy`).
+    #[serde(default)]
+    pub policy: Option<String>,
+    /// PutPublicAccessBlock; None when the bucket has no configuration.
+    #[serde(default)]
+    pub public_access_block: Option<PublicAccessBlock>,
+}
+
+/// A bucket's Public Access Block configuration, as S3 defines it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PublicAccessBlock {
+    /// Refuse requests that set a public ACL.
+    #[serde(default)]
+    pub block_public_acls: bool,
+    /// Public ACLs give no access.
+    #[serde(default)]
+    pub ignore_public_acls: bool,
+    /// Refuse PutBucketPolicy of a public policy.
+    #[serde(default)]
+    pub block_public_policy: bool,
+    /// A public policy grants only to the bucket owner.
+    #[serde(default)]
+    pub restrict_public_buckets: bool,
 }
 
 /// `keys` table, system partition, key = access key. The root key is not

@@ -157,7 +157,7 @@ pub async fn start(
         loop {
             tokio::select! {
                 accepted = listener.accept() => {
-                    let (socket, _) = match accepted {
+                    let (socket, peer) = match accepted {
                         Ok(a) => a,
                         Err(e) => {
                             tracing::warn!(error = %e, "accept failed");
@@ -180,6 +180,9 @@ pub async fn start(
                         let started = Instant::now();
                         let counted = metrics.clone();
                         let answer = async move {
+                            // The policy key aws:SourceIp.
+                            let mut req = req;
+                            req.extensions_mut().insert(crate::s3::ClientAddr(peer));
                             // CORS is answered around s3s, which routes no OPTIONS.
                             let bucket = domains.request_bucket(&req);
                             if req.method() == http::Method::OPTIONS

@@ -19,6 +19,7 @@ mod metrics;
 mod multipart;
 mod objects;
 mod part_copy;
+mod policy;
 mod repair;
 mod tagging;
 mod versioning;

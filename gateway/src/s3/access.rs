@@ -2,7 +2,8 @@
 //! after verifying the signature and before reading the body. The root key
 //! may do everything; other keys need a permission on the bucket (read,
 //! write or owner, by operation); anonymous requests may only read what a
-//! canned ACL `public-read` made public.
+//! canned ACL `public-read` made public. A bucket policy then has the last
+//! word (see `policy`): its explicit Deny refuses, its Allow grants.
 
 use std::sync::Arc;
 
@@ -99,7 +100,7 @@ fn allows(p: Permissions, need: Need) -> bool {
     }
 }
 
-fn denied() -> s3s::S3Error {
+pub(crate) fn denied() -> s3s::S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
@@ -176,11 +177,13 @@ impl Inner {
             return Err(denied());
         };
         let bucket = self.bucket(name).await?;
-        if bucket.public_read {
+        let ignore_acls = super::policy::ignores_public_acls(&bucket);
+        if bucket.public_read && !ignore_acls {
             return Ok(());
         }
         if let Some(key) = path.get_object_key()
             && PUBLIC_OBJECT_READS.contains(&operation)
+            && !ignore_acls
             && self.object_is_public(&bucket, key).await?
         {
             return Ok(());
@@ -188,18 +191,36 @@ impl Inner {
         Err(denied())
     }
 
-    /// Read permission on a copy's source bucket.
+    /// Read permission on a copy's source bucket, then its bucket policy.
     async fn authorize_copy_source<T>(
         &self,
         req: &S3Request<T>,
         source: &CopySource,
     ) -> S3Result<()> {
-        let Some(credentials) = &req.credentials else {
-            return Err(denied());
-        };
-        let CopySource::Bucket { bucket, .. } = source else {
+        let CopySource::Bucket {
+            bucket,
+            key,
+            version_id,
+        } = source
+        else {
             // Access points are refused by the operation itself.
             return Ok(());
+        };
+        let base = granted(self.copy_source_rules(req, bucket).await)?;
+        if self
+            .copy_source_policy(req, bucket, key, version_id.as_deref(), base)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(denied())
+        }
+    }
+
+    /// Read permission on a copy's source bucket.
+    async fn copy_source_rules<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<()> {
+        let Some(credentials) = &req.credentials else {
+            return Err(denied());
         };
         let Some(key) = self.stored_key(&credentials.access_key).await? else {
             return Ok(());
@@ -213,6 +234,16 @@ impl Inner {
     }
 }
 
+/// An access decision of the rules before the bucket policy: Ok(false)
+/// when they refuse, other errors (NoSuchBucket, ...) as they are.
+fn granted(result: S3Result<()>) -> S3Result<bool> {
+    match result {
+        Ok(()) => Ok(true),
+        Err(e) if e.code() == &s3s::S3ErrorCode::AccessDenied => Ok(false),
+        Err(e) => Err(e),
+    }
+}
+
 /// The `S3Access` given to s3s.
 pub struct Access(pub(crate) Gateway);
 
@@ -220,18 +251,29 @@ pub struct Access(pub(crate) Gateway);
 impl S3Access for Access {
     async fn check(&self, cx: &mut S3AccessContext<'_>) -> S3Result<()> {
         let inner = &self.0.inner;
-        let operation = cx.s3_op().name();
+        // Owned: the policy check below borrows the context mutably.
+        let operation = cx.s3_op().name().to_owned();
+        let operation = operation.as_str();
         // s3s names the operation only here; the S3 port's metrics take it.
         crate::metrics::set_op(operation);
-        match cx.credentials() {
-            Some(c) => {
-                if let Some(key) = inner.stored_key(&c.access_key).await? {
-                    inner.authorize_key(&key, operation, cx.s3_path()).await?;
-                }
+        let rules = async {
+            match cx.credentials() {
+                Some(c) => match inner.stored_key(&c.access_key).await? {
+                    Some(key) => inner.authorize_key(&key, operation, cx.s3_path()).await,
+                    None => Ok(()),
+                },
+                None => inner.authorize_anonymous(operation, cx.s3_path()).await,
             }
-            None => inner.authorize_anonymous(operation, cx.s3_path()).await?,
+        };
+        let base = granted(rules.await)?;
+        if !inner.apply_bucket_policy(cx, operation, base).await? {
+            return Err(denied());
         }
         check_acl_headers(operation, cx.headers())
+    }
+
+    async fn delete_objects(&self, req: &mut S3Request<DeleteObjectsInput>) -> S3Result<()> {
+        self.0.inner.delete_objects_policy(req).await
     }
 
     async fn copy_object(&self, req: &mut S3Request<CopyObjectInput>) -> S3Result<()> {

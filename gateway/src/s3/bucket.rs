@@ -284,6 +284,8 @@ impl Inner {
             lifecycle: None,
             public_read,
             versioning: Versioning::Unversioned,
+            policy: None,
+            public_access_block: None,
         };
         self.tables
             .put(
