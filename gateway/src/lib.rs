@@ -3,6 +3,7 @@
 //! and streams object data as chunks to and from three storage nodes each.
 //! It holds no durable state of its own; run as many as you like.
 
+pub mod acl;
 pub mod admin;
 pub mod background;
 mod cache;

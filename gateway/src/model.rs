@@ -33,7 +33,8 @@ pub struct BucketRecord {
     /// Lifecycle rules (PutBucketLifecycleConfiguration); None when unset.
     #[serde(default)]
     pub lifecycle: Option<Vec<LifecycleRule>>,
-    /// Canned ACL `public-read`: anyone may list the bucket and read its objects.
+    /// AllUsers may READ (list) the bucket; kept equal to what `acl` says,
+    /// for records written before `acl` existed.
     #[serde(default)]
     pub public_read: bool,
     /// Bucket policy (PutBucketPolicy), the JSON document as given; None
@@ -43,6 +44,11 @@ pub struct BucketRecord {
     /// PutPublicAccessBlock; None when the bucket has no configuration.
     #[serde(default)]
     pub public_access_block: Option<PublicAccessBlock>,
+    /// The bucket's ACL grants (see `crate::acl`); None in records written
+    /// before ACLs were stored: the owner's FULL_CONTROL, plus AllUsers READ
+    /// when `public_read`.
+    #[serde(default)]
+    pub acl: Option<Vec<AclGrant>>,
 }
 
 /// A bucket's Public Access Block configuration, as S3 defines it.
@@ -60,6 +66,62 @@ pub struct PublicAccessBlock {
     /// A public policy grants only to the bucket owner.
     #[serde(default)]
     pub restrict_public_buckets: bool,
+}
+
+impl BucketRecord {
+    /// The bucket's ACL grants, old records included.
+    pub fn grants(&self) -> Vec<AclGrant> {
+        self.acl
+            .clone()
+            .unwrap_or_else(|| legacy_grants(&self.owner, self.public_read))
+    }
+}
+
+/// One grant of an S3 access control list: a grantee and its permission.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AclGrant {
+    pub grantee: AclGrantee,
+    pub permission: AclPermission,
+}
+
+/// Who an ACL grant is for.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclGrantee {
+    /// A key (the root key included), by its access key.
+    Key(String),
+    /// Everyone, signed or not (`.../groups/global/AllUsers`).
+    AllUsers,
+    /// Every request signed with a valid key (`.../global/AuthenticatedUsers`).
+    AuthenticatedUsers,
+    /// S3's log delivery group (`.../groups/s3/LogDelivery`); nothing here
+    /// delivers logs, so such a grant is only stored and shown.
+    LogDelivery,
+}
+
+/// What an ACL grant allows (S3's five permissions).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AclPermission {
+    Read,
+    Write,
+    ReadAcp,
+    WriteAcp,
+    FullControl,
+}
+
+/// The ACL of a record written before ACLs were stored: the owner's full
+/// control, and AllUsers READ if it was `public-read`.
+pub fn legacy_grants(owner: &str, public_read: bool) -> Vec<AclGrant> {
+    let mut grants = vec![AclGrant {
+        grantee: AclGrantee::Key(owner.to_string()),
+        permission: AclPermission::FullControl,
+    }];
+    if public_read {
+        grants.push(AclGrant {
+            grantee: AclGrantee::AllUsers,
+            permission: AclPermission::Read,
+        });
+    }
+    grants
 }
 
 /// `keys` table, system partition, key = access key. The root key is not
@@ -270,9 +332,32 @@ pub struct ObjectData {
     /// Object tags, in the order given.
     #[serde(default)]
     pub tags: Vec<(String, String)>,
-    /// Canned ACL `public-read`: anyone may read this object.
+    /// AllUsers may READ this object; kept equal to what `acl` says, for
+    /// records written before `acl` existed.
     #[serde(default)]
     pub public_read: bool,
+    /// Access key of the key that wrote this version, its owner; None in
+    /// records written before owners were stored (the bucket owner then).
+    #[serde(default)]
+    pub owner: Option<String>,
+    /// The version's ACL grants; None in records written before ACLs were
+    /// stored: the owner's FULL_CONTROL, plus AllUsers READ when `public_read`.
+    #[serde(default)]
+    pub acl: Option<Vec<AclGrant>>,
+}
+
+impl ObjectData {
+    /// The version's owner: its writer, or for old records the bucket owner.
+    pub fn owner_or<'a>(&'a self, bucket_owner: &'a str) -> &'a str {
+        self.owner.as_deref().unwrap_or(bucket_owner)
+    }
+
+    /// The version's ACL grants, old records included.
+    pub fn grants(&self, bucket_owner: &str) -> Vec<AclGrant> {
+        self.acl
+            .clone()
+            .unwrap_or_else(|| legacy_grants(self.owner_or(bucket_owner), self.public_read))
+    }
 }
 
 /// One chunk of an object and the nodes that hold its copies.
@@ -305,6 +390,12 @@ pub struct UploadRecord {
     /// Canned ACL `public-read` asked for at creation, for the completed object.
     #[serde(default)]
     pub public_read: bool,
+    /// Who created the upload (the completed object's owner) and the ACL
+    /// it asked for; None in records written before ACLs were stored.
+    #[serde(default)]
+    pub owner: Option<String>,
+    #[serde(default)]
+    pub acl: Option<Vec<AclGrant>>,
 }
 
 /// `parts` table: one record per uploaded part.
@@ -461,5 +552,40 @@ mod tests {
         let new: UploadRecord = decode(&encode(&old)).unwrap();
         assert_eq!(new.key, "k");
         assert!(new.user_meta.is_empty());
+    }
+
+    #[test]
+    fn records_from_before_acls_read_as_owner_full_control_plus_public_read() {
+        #[derive(Serialize)]
+        struct OldBucket<'a> {
+            id: BucketId,
+            name: &'a str,
+            created_ms: u64,
+            owner: &'a str,
+            public_read: bool,
+        }
+        let old = OldBucket {
+            id: [1; 16],
+            name: "b",
+            created_ms: 0,
+            owner: "K",
+            public_read: true,
+        };
+        let bucket: BucketRecord = decode(&encode(&old)).unwrap();
+        assert_eq!(bucket.acl, None);
+        assert_eq!(bucket.grants(), legacy_grants("K", true));
+        assert_eq!(bucket.grants()[1].grantee, AclGrantee::AllUsers);
+
+        let data = ObjectData::default();
+        assert_eq!(data.owner_or("K"), "K");
+        assert_eq!(data.grants("K"), legacy_grants("K", false));
+        let written = ObjectData {
+            owner: Some("W".into()),
+            acl: Some(Vec::new()),
+            ..Default::default()
+        };
+        let written: ObjectData = decode(&encode(&written)).unwrap();
+        assert_eq!(written.owner_or("K"), "W");
+        assert!(written.grants("K").is_empty());
     }
 }

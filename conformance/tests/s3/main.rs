@@ -5,6 +5,7 @@
 mod common;
 
 mod access;
+mod acl;
 mod attributes;
 mod buckets;
 mod checksums;

@@ -1,9 +1,11 @@
 //! Access control for every S3 operation, in one place: s3s calls `check`
 //! after verifying the signature and before reading the body. The root key
-//! may do everything; other keys need a permission on the bucket (read,
-//! write or owner, by operation); anonymous requests may only read what a
-//! canned ACL `public-read` made public. A bucket policy then has the last
-//! word (see `policy`): its explicit Deny refuses, its Allow grants.
+//! may do everything; other keys may do what their permission on the bucket
+//! allows (read, write or owner, by operation); on top of that, anyone,
+//! signed or not, may do what an ACL grant gives them (see `crate::acl`).
+//! A bucket policy then has the last word (see `policy`): its explicit Deny
+//! refuses, its Allow grants; a Public Access Block with IgnorePublicAcls
+//! makes AllUsers and AuthenticatedUsers grants count for nothing.
 
 use std::sync::Arc;
 
@@ -13,8 +15,9 @@ use s3s::path::S3Path;
 use s3s::{S3Request, S3Result, s3_error};
 
 use super::{Gateway, Inner};
+use crate::acl::{self, AclPermission, Requester, Resource};
 use crate::keys::{Permissions, permissions};
-use crate::model::KeyRecord;
+use crate::model::{BucketRecord, KeyRecord};
 
 /// The permission an operation needs on its bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -55,34 +58,61 @@ const OPERATIONS: &[(&str, Need)] = &[
     ("PostObject", Need::Write),
 ];
 
-/// What an anonymous request may do on a `public-read` bucket.
-const PUBLIC_BUCKET_READS: &[&str] = &[
-    "GetObject",
-    "HeadObject",
-    "HeadBucket",
-    "ListObjects",
-    "ListObjectsV2",
+/// Where an ACL grant lets an operation through: the permission it needs
+/// in the bucket's ACL or in the object's (the version addressed).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum AclNeed {
+    Bucket(AclPermission),
+    Object(AclPermission),
+}
+
+/// Operations an ACL grant can allow, as AWS maps them: bucket READ lists,
+/// bucket WRITE writes and deletes objects (multipart included), object
+/// READ reads the object, READ_ACP / WRITE_ACP read and write the ACL;
+/// FULL_CONTROL gives all four. Anything else (tagging, attributes, bucket
+/// configuration) needs a key permission, as with AWS's IAM-only actions.
+const ACL_OPERATIONS: &[(&str, AclNeed)] = &[
+    ("HeadBucket", AclNeed::Bucket(AclPermission::Read)),
+    ("ListObjects", AclNeed::Bucket(AclPermission::Read)),
+    ("ListObjectsV2", AclNeed::Bucket(AclPermission::Read)),
+    ("ListObjectVersions", AclNeed::Bucket(AclPermission::Read)),
+    ("ListMultipartUploads", AclNeed::Bucket(AclPermission::Read)),
+    ("PutObject", AclNeed::Bucket(AclPermission::Write)),
+    ("PostObject", AclNeed::Bucket(AclPermission::Write)),
+    ("CopyObject", AclNeed::Bucket(AclPermission::Write)),
+    ("DeleteObject", AclNeed::Bucket(AclPermission::Write)),
+    ("DeleteObjects", AclNeed::Bucket(AclPermission::Write)),
+    (
+        "CreateMultipartUpload",
+        AclNeed::Bucket(AclPermission::Write),
+    ),
+    ("UploadPart", AclNeed::Bucket(AclPermission::Write)),
+    ("UploadPartCopy", AclNeed::Bucket(AclPermission::Write)),
+    (
+        "CompleteMultipartUpload",
+        AclNeed::Bucket(AclPermission::Write),
+    ),
+    (
+        "AbortMultipartUpload",
+        AclNeed::Bucket(AclPermission::Write),
+    ),
+    ("ListParts", AclNeed::Bucket(AclPermission::Write)),
+    ("GetBucketAcl", AclNeed::Bucket(AclPermission::ReadAcp)),
+    ("PutBucketAcl", AclNeed::Bucket(AclPermission::WriteAcp)),
+    ("GetObject", AclNeed::Object(AclPermission::Read)),
+    ("HeadObject", AclNeed::Object(AclPermission::Read)),
+    ("GetObjectAcl", AclNeed::Object(AclPermission::ReadAcp)),
+    ("PutObjectAcl", AclNeed::Object(AclPermission::WriteAcp)),
 ];
 
-/// What an anonymous request may do on a `public-read` object.
-const PUBLIC_OBJECT_READS: &[&str] = &["GetObject", "HeadObject"];
-
-/// Operations that take a canned ACL header (`x-amz-acl`).
-const TAKES_ACL: &[&str] = &[
-    "CreateBucket",
-    "PutObject",
-    "CopyObject",
-    "CreateMultipartUpload",
-    "PutBucketAcl",
-];
-
-/// Canned ACLs we store: `public-read`, and the ones that mean private
-/// here (one account, so the bucket owner has full control anyway).
-const SUPPORTED_ACLS: &[&str] = &[
-    "private",
-    "public-read",
-    "bucket-owner-full-control",
-    "bucket-owner-read",
+/// Operations that take an ACL (`x-amz-acl`, `x-amz-grant-*`), and on what.
+const TAKES_ACL: &[(&str, Resource)] = &[
+    ("CreateBucket", Resource::Bucket),
+    ("PutBucketAcl", Resource::Bucket),
+    ("PutObject", Resource::Object),
+    ("CopyObject", Resource::Object),
+    ("CreateMultipartUpload", Resource::Object),
+    ("PutObjectAcl", Resource::Object),
 ];
 
 fn need(operation: &str) -> Need {
@@ -104,34 +134,50 @@ pub(crate) fn denied() -> s3s::S3Error {
     s3_error!(AccessDenied, "Access Denied")
 }
 
-/// Whether a canned ACL makes the resource public (None: private).
-pub(crate) fn is_public_read(acl: Option<&str>) -> bool {
-    acl == Some("public-read")
+fn acl_need(operation: &str) -> Option<AclNeed> {
+    ACL_OPERATIONS
+        .iter()
+        .find(|(name, _)| *name == operation)
+        .map(|(_, need)| *need)
 }
 
-/// Refuses ACLs we cannot honour rather than ignoring them: explicit grants
-/// (`x-amz-grant-*`) and canned ACLs other than the supported ones.
+/// Refuses a malformed ACL before the body is read: an unknown canned ACL
+/// (InvalidArgument), a canned ACL with grant headers (InvalidRequest),
+/// grant headers that do not parse. Grantees are checked by the operation.
 fn check_acl_headers(operation: &str, headers: &http::HeaderMap) -> S3Result<()> {
-    if !TAKES_ACL.contains(&operation) {
+    let Some((_, resource)) = TAKES_ACL.iter().find(|(name, _)| *name == operation) else {
         return Ok(());
+    };
+    let canned = match headers.get("x-amz-acl").map(|v| v.to_str()) {
+        None => None,
+        Some(Ok(name)) => Some(name),
+        Some(Err(_)) => return Err(s3_error!(InvalidArgument, "x-amz-acl is not ASCII")),
+    };
+    acl::requested(canned, headers, *resource).map(|_| ())
+}
+
+/// Who signed a request, as the access check sees it.
+enum Signer {
+    Root,
+    Key(Arc<KeyRecord>),
+    Anonymous,
+}
+
+impl Signer {
+    fn requester<'a>(&'a self, root: &'a str) -> Requester<'a> {
+        match self {
+            Signer::Root => Requester::Key(root),
+            Signer::Key(k) => Requester::Key(&k.access_key),
+            Signer::Anonymous => Requester::Anonymous,
+        }
     }
-    if headers
-        .keys()
-        .any(|name| name.as_str().starts_with("x-amz-grant-"))
-    {
-        return Err(s3_error!(
-            NotImplemented,
-            "x-amz-grant-* headers are not supported; use a canned ACL (x-amz-acl: private or public-read)"
-        ));
-    }
-    match headers.get("x-amz-acl").map(|v| v.to_str()) {
-        None => Ok(()),
-        Some(Ok(acl)) if SUPPORTED_ACLS.contains(&acl) => Ok(()),
-        Some(_) => Err(s3_error!(
-            NotImplemented,
-            "only the canned ACLs private and public-read are supported"
-        )),
-    }
+}
+
+/// The `versionId` of a request's query, if any.
+fn query_version_id(uri: &http::Uri) -> Option<String> {
+    form_urlencoded::parse(uri.query()?.as_bytes())
+        .find(|(name, _)| name == "versionId")
+        .map(|(_, value)| value.into_owned())
 }
 
 impl Inner {
@@ -147,51 +193,86 @@ impl Inner {
         }
     }
 
-    /// A request signed by a stored key.
-    async fn authorize_key(&self, key: &KeyRecord, operation: &str, path: &S3Path) -> S3Result<()> {
+    async fn signer(&self, credentials: Option<&s3s::auth::Credentials>) -> S3Result<Signer> {
+        Ok(match credentials {
+            None => Signer::Anonymous,
+            Some(c) => match self.stored_key(&c.access_key).await? {
+                None => Signer::Root,
+                Some(key) => Signer::Key(key),
+            },
+        })
+    }
+
+    /// Whether the signer may run the operation: root always; a key with
+    /// its permission on the bucket (see `keys::permissions`); anyone an
+    /// ACL grant covers (see `ACL_OPERATIONS`).
+    async fn authorize(
+        &self,
+        signer: &Signer,
+        operation: &str,
+        path: &S3Path,
+        version_id: Option<&str>,
+    ) -> S3Result<()> {
+        let key = match signer {
+            Signer::Root => return Ok(()),
+            Signer::Key(key) => Some(key),
+            Signer::Anonymous => None,
+        };
         let Some(bucket) = path.get_bucket_name() else {
             // ListBuckets shows each key only its own buckets.
-            return Ok(());
+            return if key.is_some() { Ok(()) } else { Err(denied()) };
         };
         if operation == "CreateBucket" {
-            return if key.allow_create_bucket {
+            return if key.is_some_and(|k| k.allow_create_bucket) {
                 Ok(())
             } else {
                 Err(denied())
             };
         }
         let bucket = self.bucket(bucket).await?;
-        if allows(permissions(key, &bucket), need(operation)) {
-            Ok(())
-        } else {
-            Err(denied())
+        if key.is_some_and(|k| allows(permissions(k, &bucket), need(operation))) {
+            return Ok(());
         }
-    }
-
-    /// A request without a signature: reads of public things only.
-    async fn authorize_anonymous(&self, operation: &str, path: &S3Path) -> S3Result<()> {
-        if !PUBLIC_BUCKET_READS.contains(&operation) {
-            return Err(denied());
-        }
-        let Some(name) = path.get_bucket_name() else {
-            return Err(denied());
+        let who = signer.requester(&self.root_access_key);
+        let granted = match acl_need(operation) {
+            None => false,
+            Some(AclNeed::Bucket(needed)) => {
+                acl::allows(&counted(bucket.grants(), &bucket), who, needed)
+            }
+            Some(AclNeed::Object(needed)) => match path.get_object_key() {
+                None => false,
+                Some(object) => {
+                    self.object_grants_allow(&bucket, object, version_id, who, needed)
+                        .await?
+                }
+            },
         };
-        let bucket = self.bucket(name).await?;
-        let ignore_acls = super::policy::ignores_public_acls(&bucket);
-        if bucket.public_read && !ignore_acls {
-            return Ok(());
-        }
-        if let Some(key) = path.get_object_key()
-            && PUBLIC_OBJECT_READS.contains(&operation)
-            && !ignore_acls
-            && self.object_is_public(&bucket, key).await?
-        {
-            return Ok(());
-        }
-        Err(denied())
+        if granted { Ok(()) } else { Err(denied()) }
     }
 
-    /// Read permission on a copy's source bucket, then its bucket policy.
+    /// Whether an object version's ACL gives `who` the permission; its
+    /// owner always may read and change the ACL. For a missing object the
+    /// bucket's READ decides, so that only those who may list the bucket
+    /// learn that a key does not exist (404 rather than 403, as in S3).
+    async fn object_grants_allow(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        version_id: Option<&str>,
+        who: Requester<'_>,
+        needed: AclPermission,
+    ) -> S3Result<bool> {
+        let Some(data) = self.version_data(bucket, key, version_id).await? else {
+            let grants = counted(bucket.grants(), bucket);
+            return Ok(acl::allows(&grants, who, AclPermission::Read));
+        };
+        let owner = data.owner_or(&bucket.owner);
+        let acp = matches!(needed, AclPermission::ReadAcp | AclPermission::WriteAcp);
+        let grants = counted(data.grants(&bucket.owner), bucket);
+        Ok(acp && who == Requester::Key(owner) || acl::allows(&grants, who, needed))
+    }
+
+    /// Read permission on a copy's source, then the source bucket's policy.
     async fn authorize_copy_source<T>(
         &self,
         req: &S3Request<T>,
@@ -206,7 +287,10 @@ impl Inner {
             // Access points are refused by the operation itself.
             return Ok(());
         };
-        let base = granted(self.copy_source_rules(req, bucket).await)?;
+        let base = granted(
+            self.copy_source_rules(req, bucket, key, version_id.as_deref())
+                .await,
+        )?;
         if self
             .copy_source_policy(req, bucket, key, version_id.as_deref(), base)
             .await?
@@ -217,21 +301,52 @@ impl Inner {
         }
     }
 
-    /// Read permission on a copy's source bucket.
-    async fn copy_source_rules<T>(&self, req: &S3Request<T>, bucket: &str) -> S3Result<()> {
-        let Some(credentials) = &req.credentials else {
-            return Err(denied());
-        };
-        let Some(key) = self.stored_key(&credentials.access_key).await? else {
+    /// Read permission on a copy's source: a key's bucket permission, or
+    /// READ in the source object's ACL.
+    async fn copy_source_rules<T>(
+        &self,
+        req: &S3Request<T>,
+        bucket: &str,
+        key: &str,
+        version_id: Option<&str>,
+    ) -> S3Result<()> {
+        let signer = self.signer(req.credentials.as_ref()).await?;
+        if let Signer::Root = signer {
             return Ok(());
-        };
+        }
         let bucket = self.bucket(bucket).await?;
-        if permissions(&key, &bucket).read {
+        if let Signer::Key(k) = &signer
+            && permissions(k, &bucket).read
+        {
+            return Ok(());
+        }
+        let who = signer.requester(&self.root_access_key);
+        if self
+            .object_grants_allow(&bucket, key, version_id, who, AclPermission::Read)
+            .await?
+        {
             Ok(())
         } else {
             Err(denied())
         }
     }
+}
+
+/// The grants that count: without AllUsers and AuthenticatedUsers when the
+/// bucket's Public Access Block says IgnorePublicAcls.
+fn counted(grants: Vec<acl::AclGrant>, bucket: &BucketRecord) -> Vec<acl::AclGrant> {
+    if !super::policy::ignores_public_acls(bucket) {
+        return grants;
+    }
+    grants
+        .into_iter()
+        .filter(|g| {
+            !matches!(
+                g.grantee,
+                acl::AclGrantee::AllUsers | acl::AclGrantee::AuthenticatedUsers
+            )
+        })
+        .collect()
 }
 
 /// An access decision of the rules before the bucket policy: Ok(false)
@@ -256,17 +371,15 @@ impl S3Access for Access {
         let operation = operation.as_str();
         // s3s names the operation only here; the S3 port's metrics take it.
         crate::metrics::set_op(operation);
-        let rules = async {
-            match cx.credentials() {
-                Some(c) => match inner.stored_key(&c.access_key).await? {
-                    Some(key) => inner.authorize_key(&key, operation, cx.s3_path()).await,
-                    None => Ok(()),
-                },
-                None => inner.authorize_anonymous(operation, cx.s3_path()).await,
-            }
-        };
-        let base = granted(rules.await)?;
-        if !inner.apply_bucket_policy(cx, operation, base).await? {
+        let signer = inner.signer(cx.credentials()).await?;
+        let version_id = query_version_id(cx.uri());
+        let rules = inner
+            .authorize(&signer, operation, cx.s3_path(), version_id.as_deref())
+            .await;
+        if !inner
+            .apply_bucket_policy(cx, operation, granted(rules)?)
+            .await?
+        {
             return Err(denied());
         }
         check_acl_headers(operation, cx.headers())
@@ -307,15 +420,37 @@ mod tests {
     }
 
     #[test]
-    fn only_supported_canned_acls_pass() {
+    fn acl_headers_are_checked_on_the_operations_that_take_them() {
         let mut h = http::HeaderMap::new();
-        h.insert("x-amz-acl", "public-read".parse().unwrap());
-        assert!(check_acl_headers("PutObject", &h).is_ok());
         h.insert("x-amz-acl", "public-read-write".parse().unwrap());
+        assert!(check_acl_headers("PutObject", &h).is_ok());
+        h.insert("x-amz-acl", "log-delivery-write".parse().unwrap());
         assert!(check_acl_headers("PutObject", &h).is_err());
+        assert!(check_acl_headers("PutBucketAcl", &h).is_ok());
         assert!(check_acl_headers("GetObject", &h).is_ok());
-        let mut h = http::HeaderMap::new();
         h.insert("x-amz-grant-read", "uri=x".parse().unwrap());
         assert!(check_acl_headers("CreateBucket", &h).is_err());
+    }
+
+    #[test]
+    fn acl_grants_cover_listing_writes_reads_and_acls_only() {
+        assert_eq!(
+            acl_need("ListObjectsV2"),
+            Some(AclNeed::Bucket(AclPermission::Read))
+        );
+        assert_eq!(
+            acl_need("DeleteObject"),
+            Some(AclNeed::Bucket(AclPermission::Write))
+        );
+        assert_eq!(
+            acl_need("GetObject"),
+            Some(AclNeed::Object(AclPermission::Read))
+        );
+        assert_eq!(
+            acl_need("PutObjectAcl"),
+            Some(AclNeed::Object(AclPermission::WriteAcp))
+        );
+        assert_eq!(acl_need("PutBucketVersioning"), None);
+        assert_eq!(acl_need("GetObjectTagging"), None);
     }
 }

@@ -6,8 +6,8 @@ use chunkstore::Table;
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::access::is_public_read;
 use super::{Inner, requester};
+use crate::acl::{AclGrant, Canned, Resource, is_public_read};
 use crate::hlc::wall_ms;
 use crate::keys::permissions;
 use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION};
@@ -209,10 +209,7 @@ impl Inner {
             .flatten();
         Ok(S3Response::new(ListBucketsOutput {
             buckets: Some(buckets),
-            owner: Some(Owner {
-                display_name: Some(key.map_or(who.clone(), |k| k.name.clone())),
-                ..owner(&who)
-            }),
+            owner: Some(self.owner_of(&who).await?),
             continuation_token,
             prefix: input.prefix.clone(),
         }))
@@ -223,7 +220,16 @@ impl Inner {
         req: S3Request<CreateBucketInput>,
     ) -> S3Result<S3Response<CreateBucketOutput>> {
         let who = requester(&req)?;
-        let public_read = is_public_read(req.input.acl.as_ref().map(|a| a.as_str()));
+        let acl = self
+            .requested_acl(
+                req.input.acl.as_ref().map(|a| a.as_str()),
+                &req.headers,
+                Resource::Bucket,
+                &who,
+                &who,
+            )
+            .await?
+            .unwrap_or_else(|| Canned::Private.grants(&who, &who));
         let name = req.input.bucket;
         if !s3s::path::check_bucket_name(&name) {
             return Err(s3_error!(InvalidBucketName, "invalid bucket name {name}"));
@@ -242,7 +248,7 @@ impl Inner {
                 ));
             }
         }
-        match self.new_bucket(&name, who, public_read).await {
+        match self.new_bucket(&name, who, acl).await {
             // S3 keeps its legacy answer in us-east-1: creating a bucket you
             // already own succeeds (other regions answer 409).
             Err(e)
@@ -263,7 +269,7 @@ impl Inner {
         &self,
         name: &str,
         who: String,
-        public_read: bool,
+        acl: Vec<AclGrant>,
     ) -> S3Result<BucketRecord> {
         self.data.check_writable()?;
         match self.bucket(name).await {
@@ -282,7 +288,8 @@ impl Inner {
             tags: Vec::new(),
             cors: None,
             lifecycle: None,
-            public_read,
+            public_read: is_public_read(&acl),
+            acl: Some(acl),
             versioning: Versioning::Unversioned,
             policy: None,
             public_access_block: None,
@@ -414,7 +421,8 @@ impl super::Gateway {
             return Err(s3_error!(InvalidBucketName, "invalid bucket name {name}"));
         }
         let root = self.inner.root_access_key.clone();
-        self.inner.new_bucket(name, root, false).await
+        let acl = Canned::Private.grants(&root, &root);
+        self.inner.new_bucket(name, root, acl).await
     }
 
     pub(crate) async fn delete_bucket(&self, name: &str) -> S3Result<()> {

@@ -8,7 +8,7 @@ use chunkstore::ChunkOwner;
 use s3s::dto::*;
 use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::access::is_public_read;
+use super::acl::writer;
 use super::bucket::timestamp;
 use super::get::{Conditions, check_conditions};
 use super::put::{ContentHeaders, NewVersion, chunk_owner};
@@ -207,10 +207,20 @@ impl Inner {
                 .and_then(|(name, _)| Algorithm::from_name(name))
                 .unwrap_or(DEFAULT_ALGORITHM),
         };
+        let owner = writer(req.credentials.as_ref(), &dst_bucket);
+        // As in S3, a copy gets the ACL of its request, not its source's.
+        let acl = self
+            .new_object_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                &req.headers,
+                &owner,
+                &dst_bucket,
+            )
+            .await?;
         let version_id = dst_bucket.versioning.new_version_id(self.tables.now());
-        let owner = chunk_owner(&dst_bucket, &input.key, &version_id);
+        let chunks_owner = chunk_owner(&dst_bucket, &input.key, &version_id);
         let written = self
-            .copy_data(src, 0..src.size, owner, &[algorithm])
+            .copy_data(src, 0..src.size, chunks_owner, &[algorithm])
             .await?;
         let etag = hex::encode(written.md5);
         let data = ObjectData {
@@ -224,8 +234,9 @@ impl Inner {
             part_checksums: Vec::new(),
             chunks: written.chunks,
             tags,
-            // As in S3, a copy gets the ACL of its request, not its source's.
-            public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),
+            public_read: crate::acl::is_public_read(&acl),
+            owner: Some(owner),
+            acl: Some(acl),
         };
         let copied_checksums = checksum::to_dto(&data.checksums);
         let new = NewVersion {

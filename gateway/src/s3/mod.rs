@@ -267,6 +267,13 @@ impl S3 for Gateway {
         self.inner.get_object_acl(req).await
     }
 
+    async fn put_object_acl(
+        &self,
+        req: S3Request<PutObjectAclInput>,
+    ) -> S3Result<S3Response<PutObjectAclOutput>> {
+        self.inner.put_object_acl(req).await
+    }
+
     async fn list_multipart_uploads(
         &self,
         req: S3Request<ListMultipartUploadsInput>,

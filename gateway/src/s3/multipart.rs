@@ -7,7 +7,7 @@ use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
-use super::access::is_public_read;
+use super::acl::writer;
 use super::bucket::{owner, timestamp};
 use super::conditional::WriteCondition;
 use super::list::Names;
@@ -112,6 +112,15 @@ impl Inner {
             input.expires,
             input.metadata,
         );
+        let owner = writer(req.credentials.as_ref(), &bucket);
+        let acl = self
+            .new_object_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                &req.headers,
+                &owner,
+                &bucket,
+            )
+            .await?;
         let upload = UploadRecord {
             key: input.key.clone(),
             upload_id: model::random_id(),
@@ -121,7 +130,9 @@ impl Inner {
             user_meta: content.user_meta,
             tags: parse_tagging_header(input.tagging.as_deref())?,
             checksum,
-            public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),
+            public_read: crate::acl::is_public_read(&acl),
+            owner: Some(owner),
+            acl: Some(acl),
         };
         self.tables
             .put(
@@ -328,6 +339,8 @@ impl Inner {
             chunks: used.iter().flat_map(|p| p.chunks.clone()).collect(),
             tags: upload.tags.clone(),
             public_read: upload.public_read,
+            owner: upload.owner.clone(),
+            acl: upload.acl.clone(),
         };
         let unused: Vec<_> = stored
             .iter()

@@ -7,11 +7,12 @@ use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
-use super::access::is_public_read;
+use super::acl::writer;
 use super::conditional::WriteCondition;
 use super::tagging::parse_tagging_header;
 use super::versions::delta_record;
 use super::{Inner, check_key};
+use crate::acl::is_public_read;
 use crate::checksum::{self, DEFAULT_ALGORITHM, Requested, requested_checksum, set_checksums};
 use crate::data::Written;
 use crate::hlc::{ts_millis, wall_ms};
@@ -160,16 +161,30 @@ impl Inner {
             input.metadata,
         );
         let tags = parse_tagging_header(input.tagging.as_deref())?;
+        let owner = writer(req.credentials.as_ref(), &bucket);
+        let acl = self
+            .new_object_acl(
+                input.acl.as_ref().map(|a| a.as_str()),
+                &req.headers,
+                &owner,
+                &bucket,
+            )
+            .await?;
 
         let condition =
             WriteCondition::from_request(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         self.precheck(&bucket, &input.key, condition.as_ref())
             .await?;
         let version_id = bucket.versioning.new_version_id(self.tables.now());
-        let owner = chunk_owner(&bucket, &input.key, &version_id);
+        let chunks_owner = chunk_owner(&bucket, &input.key, &version_id);
         let written = self
             .data
-            .write(body_stream(input.body), owner, MAX_PUT_SIZE, &[algorithm])
+            .write(
+                body_stream(input.body),
+                chunks_owner,
+                MAX_PUT_SIZE,
+                &[algorithm],
+            )
             .await?;
         self.check_written(
             &written,
@@ -191,7 +206,9 @@ impl Inner {
             part_checksums: Vec::new(),
             chunks: written.chunks,
             tags,
-            public_read: is_public_read(input.acl.as_ref().map(|a| a.as_str())),
+            public_read: is_public_read(&acl),
+            owner: Some(owner),
+            acl: Some(acl),
         };
         let new = NewVersion {
             version_id,
