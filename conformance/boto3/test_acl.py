@@ -37,13 +37,13 @@ def test_canned_acls_give_documented_grants_and_access(s3, server, bucket, other
     url = f"{server[0]}/{bucket}"
     s3.put_bucket_acl(Bucket=bucket, ACL="authenticated-read")
     assert grants(s3.get_bucket_acl(Bucket=bucket)) == [
-        f"FULL_CONTROL {root_id}", f"READ {AUTHENTICATED_USERS}"]
+        f"READ {AUTHENTICATED_USERS}", f"FULL_CONTROL {root_id}"]
     assert requests.get(url, timeout=10).status_code == 403
     assert client.list_objects_v2(Bucket=bucket)["KeyCount"] == 0
 
     s3.put_bucket_acl(Bucket=bucket, ACL="public-read-write")
     assert grants(s3.get_bucket_acl(Bucket=bucket)) == [
-        f"FULL_CONTROL {root_id}", f"READ {ALL_USERS}", f"WRITE {ALL_USERS}"]
+        f"READ {ALL_USERS}", f"WRITE {ALL_USERS}", f"FULL_CONTROL {root_id}"]
     assert requests.put(f"{url}/anonymous", data=b"a", timeout=10).status_code == 200
     # The bucket's grants list and write; the object written privately stays unread.
     assert requests.get(url, timeout=10).status_code == 200
@@ -77,7 +77,7 @@ def test_grant_headers_and_acl_documents_name_keys_by_canonical_id(s3, bucket, o
     })
     acl = client.get_object_acl(Bucket=bucket, Key="doc")
     assert acl["Owner"] == {"ID": root["ID"], "DisplayName": root["DisplayName"]}
-    assert grants(acl) == [f"FULL_CONTROL {root['ID']}", f"READ_ACP {other_id}"]
+    assert grants(acl) == [f"READ_ACP {other_id}", f"FULL_CONTROL {root['ID']}"]
     with pytest.raises(ClientError) as e:
         client.get_object(Bucket=bucket, Key="doc")
     assert code(e) == "AccessDenied"

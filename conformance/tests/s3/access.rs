@@ -280,7 +280,7 @@ async fn anonymous_requests_read_only_what_is_public() {
         .filter_map(|g| g.permission())
         .map(|p| p.as_str())
         .collect();
-    assert_eq!(permissions, ["FULL_CONTROL", "READ"]);
+    assert_eq!(permissions, ["READ", "FULL_CONTROL"]);
     let acl = c
         .client
         .get_object_acl()

@@ -98,8 +98,8 @@ async fn canned_bucket_acls_give_the_grants_aws_documents_and_their_access() {
             .send()
             .await
             .unwrap();
-        let mut expected = vec![format!("FULL_CONTROL {root}")];
-        expected.extend(others);
+        let mut expected = others;
+        expected.push(format!("FULL_CONTROL {root}"));
         assert_eq!(
             bucket_grants(&c.client, &bucket).await,
             expected,
@@ -416,8 +416,8 @@ async fn put_object_acl_with_a_document_replaces_the_grants_of_its_owner() {
     assert_eq!(
         object_grants(&c.client, "docs", "doc").await,
         [
-            format!("FULL_CONTROL {root_id}"),
-            format!("READ {other_id}")
+            format!("READ {other_id}"),
+            format!("FULL_CONTROL {root_id}")
         ]
     );
     let got = other
@@ -514,8 +514,8 @@ async fn bucket_owner_canned_acls_grant_the_bucket_owner_on_objects_of_other_wri
         assert_eq!(
             shown(acl.grants()),
             [
-                format!("FULL_CONTROL {writer_id}"),
-                format!("{permission} {root_id}")
+                format!("{permission} {root_id}"),
+                format!("FULL_CONTROL {writer_id}")
             ]
         );
     }

@@ -443,12 +443,13 @@ async fn each_public_access_block_flag_takes_effect() {
     )
     .await;
 
-    // IgnorePublicAcls: a public-read bucket is private again.
+    // IgnorePublicAcls: a public-read object is private again.
     set_block(&c, "pab", block(false, false, false, false)).await;
     c.client
-        .put_bucket_acl()
+        .put_object_acl()
         .bucket("pab")
-        .acl(BucketCannedAcl::PublicRead)
+        .key("o")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::PublicRead)
         .send()
         .await
         .unwrap();
@@ -459,9 +460,10 @@ async fn each_public_access_block_flag_takes_effect() {
     // RestrictPublicBuckets: a public policy no longer grants to anyone
     // but the bucket owner.
     c.client
-        .put_bucket_acl()
+        .put_object_acl()
         .bucket("pab")
-        .acl(BucketCannedAcl::Private)
+        .key("o")
+        .acl(aws_sdk_s3::types::ObjectCannedAcl::Private)
         .send()
         .await
         .unwrap();
