@@ -127,13 +127,13 @@ def test_public_access_block_round_trips_and_each_flag_applies(s3, server, bucke
     # IgnorePublicAcls.
     anon = _anonymous(server)
     _block(s3, bucket)
-    s3.put_bucket_acl(Bucket=bucket, ACL="public-read")
+    s3.put_object_acl(Bucket=bucket, Key="o", ACL="public-read")
     assert anon.get_object(Bucket=bucket, Key="o")["Body"].read() == b"x"
     _block(s3, bucket, ignore=True)
     assert _code(anon.get_object, Bucket=bucket, Key="o")[1] == 403
 
     # RestrictPublicBuckets.
-    s3.put_bucket_acl(Bucket=bucket, ACL="private")
+    s3.put_object_acl(Bucket=bucket, Key="o", ACL="private")
     _block(s3, bucket)
     s3.put_bucket_policy(Bucket=bucket, Policy=_public_read(bucket))
     assert anon.get_object(Bucket=bucket, Key="o")["Body"].read() == b"x"

@@ -197,13 +197,13 @@ pub async fn start(
                                 .and_then(|o| o.to_str().ok())
                                 .map(str::to_string);
                             let cors = bucket.zip(origin).map(|(b, o)| (b, o, req.method().clone()));
-                            let early_answer = expects_continue_without_body(&req);
+                            let continue_expected = ExpectsContinue::of(&req);
                             let req = crate::reply::sigv2_bucket_path(req);
                             let asked = crate::reply::Asked::of(&req);
                             let req = metrics.meter_request(req);
                             let response = service.call(req).await?;
                             let mut response = crate::reply::adjust(asked, response).await;
-                            if early_answer {
+                            if continue_expected.closes_after(response.status()) {
                                 response.headers_mut().insert(
                                     http::header::CONNECTION,
                                     http::HeaderValue::from_static("close"),
@@ -278,19 +278,33 @@ pub async fn start(
     })
 }
 
-/// A request with `Expect: 100-continue` and an empty body gets its final
-/// answer without a `100 Continue` first. botocore (aws-cli, boto3) then
-/// keeps a stale status line on that connection and misreads every later
-/// answer on it, so such a connection is closed after its answer.
-fn expects_continue_without_body<B>(req: &http::Request<B>) -> bool {
-    let headers = req.headers();
-    let expects = headers
-        .get(http::header::EXPECT)
-        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
-    let empty = headers
-        .get(http::header::CONTENT_LENGTH)
-        .is_none_or(|v| v.as_bytes() == b"0");
-    expects && empty
+/// A request with `Expect: 100-continue` that gets its final answer without
+/// a `100 Continue` first (an empty body, or an error decided before the
+/// body is read): botocore (aws-cli, boto3) then either keeps a stale status
+/// line on the connection or never sends the body the server may still be
+/// waiting for, and misreads every later answer on that connection. Such a
+/// connection is closed after its answer.
+struct ExpectsContinue {
+    expected: bool,
+    empty: bool,
+}
+
+impl ExpectsContinue {
+    fn of<B>(req: &http::Request<B>) -> ExpectsContinue {
+        let headers = req.headers();
+        ExpectsContinue {
+            expected: headers
+                .get(http::header::EXPECT)
+                .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue")),
+            empty: headers
+                .get(http::header::CONTENT_LENGTH)
+                .is_none_or(|v| v.as_bytes() == b"0"),
+        }
+    }
+
+    fn closes_after(&self, status: http::StatusCode) -> bool {
+        self.expected && (self.empty || status.is_client_error() || status.is_server_error())
+    }
 }
 
 /// The root key, given by the operator, and the keys in the `keys` table.
