@@ -2,7 +2,6 @@
 //! values are (timestamp, optional value) merged as [`crate::merge`] says.
 
 use std::ops::Bound;
-use std::sync::{Arc, Mutex};
 
 use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -15,17 +14,6 @@ type Stored = (u64, Option<Vec<u8>>);
 
 pub struct MetaStore {
     db: Database,
-    /// Merges waiting for a commit (see [`MetaStore::merge`]).
-    queue: Mutex<Vec<MergeJob>>,
-    /// Held by the caller that commits the queue.
-    committer: Mutex<()>,
-}
-
-/// One caller's merge, and where its committer leaves the outcome.
-struct MergeJob {
-    table: Table,
-    records: Vec<Record>,
-    outcome: Arc<Mutex<Option<Result<usize, String>>>>,
 }
 
 fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
@@ -79,73 +67,24 @@ impl MetaStore {
             txn.open_table(definition(table))?;
         }
         txn.commit()?;
-        Ok(MetaStore {
-            db,
-            queue: Mutex::default(),
-            committer: Mutex::default(),
-        })
+        Ok(MetaStore { db })
     }
 
-    /// Merges records durably; returns how many changed.
-    ///
-    /// Group commit: merges that arrive while another commits wait for it,
-    /// and the next caller to commit takes every waiting merge into one
-    /// transaction, so concurrent writers share one fsync instead of
-    /// queueing for one each. A caller returns only once its records are
-    /// committed.
+    /// Merges records in one durable transaction; returns how many changed.
     pub fn merge(&self, table: Table, records: &[Record]) -> anyhow::Result<usize> {
-        let outcome = Arc::new(Mutex::new(None));
-        lock(&self.queue).push(MergeJob {
-            table,
-            records: records.to_vec(),
-            outcome: outcome.clone(),
-        });
-        let _committing = lock(&self.committer);
-        // A committer that held the lock before us may have taken our job.
-        if let Some(done) = lock(&outcome).take() {
-            return done.map_err(anyhow::Error::msg);
-        }
-        let jobs = std::mem::take(&mut *lock(&self.queue));
-        match self.commit_jobs(&jobs) {
-            Ok(counts) => {
-                for (job, changed) in jobs.iter().zip(counts) {
-                    *lock(&job.outcome) = Some(Ok(changed));
-                }
-            }
-            // One bad job must not fail the others: each on its own.
-            Err(_) => {
-                for job in &jobs {
-                    let alone = self
-                        .commit_jobs(std::slice::from_ref(job))
-                        .map(|counts| counts[0])
-                        .map_err(|e| format!("{e:#}"));
-                    *lock(&job.outcome) = Some(alone);
-                }
-            }
-        }
-        lock(&outcome)
-            .take()
-            .unwrap_or_else(|| Err("merge lost its outcome".into()))
-            .map_err(anyhow::Error::msg)
-    }
-
-    /// Applies jobs in one durable transaction; how many records each changed.
-    fn commit_jobs(&self, jobs: &[MergeJob]) -> anyhow::Result<Vec<usize>> {
         let txn = self.db.begin_write()?;
-        let mut counts = Vec::with_capacity(jobs.len());
-        for job in jobs {
-            let mut t = txn.open_table(definition(job.table))?;
-            let mut changed = 0;
-            for record in &job.records {
+        let mut changed = 0;
+        {
+            let mut t = txn.open_table(definition(table))?;
+            for record in records {
                 let current = read(&t, &record.key)?;
-                if store(&mut t, job.table, current, record)?.is_some() {
+                if store(&mut t, table, current, record)?.is_some() {
                     changed += 1;
                 }
             }
-            counts.push(changed);
         }
         txn.commit()?;
-        Ok(counts)
+        Ok(changed)
     }
 
     /// A conditional write of an object record, atomic on this node: in one
@@ -217,10 +156,6 @@ impl MetaStore {
     }
 }
 
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|p| p.into_inner())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -267,39 +202,5 @@ mod tests {
             vec![b"b".to_vec()]
         );
         assert!(store.scan(t, b"d", b"a", 10).unwrap().is_empty());
-    }
-
-    #[test]
-    fn concurrent_merges_all_land_and_count_their_own_changes() {
-        let dir = tempfile::tempdir().unwrap();
-        let store = Arc::new(MetaStore::open(&dir.path().join("meta.redb")).unwrap());
-        let writers: Vec<_> = (0..8)
-            .map(|w| {
-                let store = store.clone();
-                std::thread::spawn(move || {
-                    for i in 0..20 {
-                        let key = format!("{w}-{i}");
-                        let changed = store
-                            .merge(Table::Objects, &[rec(&key, 1, Some("v"))])
-                            .unwrap();
-                        assert_eq!(changed, 1);
-                        assert_eq!(
-                            store
-                                .merge(Table::Objects, &[rec(&key, 1, Some("v"))])
-                                .unwrap(),
-                            0,
-                            "the same record again changes nothing"
-                        );
-                    }
-                })
-            })
-            .collect();
-        for w in writers {
-            w.join().unwrap();
-        }
-        assert_eq!(
-            store.scan(Table::Objects, b"", b"", 1000).unwrap().len(),
-            160
-        );
     }
 }
