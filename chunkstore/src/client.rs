@@ -167,15 +167,7 @@ impl NodeClient {
     /// Deletes a chunk; deleting a missing chunk succeeds.
     pub async fn delete_chunk(&self, node: SocketAddr, id: ChunkId) -> Result<(), ClientError> {
         let answer = self
-            .send(
-                node,
-                Method::DELETE,
-                format!("/chunks/{id}"),
-                &[],
-                Bytes::new(),
-                EMPTY_SHA256,
-                MAX_ERROR_BODY,
-            )
+            .bodyless(node, Method::DELETE, format!("/chunks/{id}"))
             .await?;
         match expect_chunk(node, answer) {
             Ok(_) | Err(ClientError::NotFound) => Ok(()),
@@ -192,17 +184,8 @@ impl NodeClient {
         id: ChunkId,
         min_age_secs: u64,
     ) -> Result<bool, ClientError> {
-        let answer = self
-            .send(
-                node,
-                Method::DELETE,
-                format!("/chunks/{id}?older_than={min_age_secs}"),
-                &[],
-                Bytes::new(),
-                EMPTY_SHA256,
-                MAX_ERROR_BODY,
-            )
-            .await?;
+        let path = format!("/chunks/{id}?older_than={min_age_secs}");
+        let answer = self.bodyless(node, Method::DELETE, path).await?;
         match expect_chunk(node, answer) {
             Ok(answer) => Ok(answer.status == StatusCode::NO_CONTENT),
             Err(ClientError::NotFound) => Ok(false),
@@ -242,17 +225,8 @@ impl NodeClient {
         node: SocketAddr,
         id: ChunkId,
     ) -> Result<(), ClientError> {
-        let answer = self
-            .send(
-                node,
-                Method::DELETE,
-                format!("/chunks/quarantine/{id}"),
-                &[],
-                Bytes::new(),
-                EMPTY_SHA256,
-                MAX_ERROR_BODY,
-            )
-            .await?;
+        let path = format!("/chunks/quarantine/{id}");
+        let answer = self.bodyless(node, Method::DELETE, path).await?;
         expect_success(node, answer).map(drop)
     }
 
@@ -267,15 +241,7 @@ impl NodeClient {
     /// Asks the background workers beside `node` for a pass now.
     pub async fn wake_workers(&self, node: SocketAddr) -> Result<(), ClientError> {
         let answer = self
-            .send(
-                node,
-                Method::POST,
-                "/workers/wake".into(),
-                &[],
-                Bytes::new(),
-                EMPTY_SHA256,
-                MAX_ERROR_BODY,
-            )
+            .bodyless(node, Method::POST, "/workers/wake".into())
             .await?;
         expect_success(node, answer).map(drop)
     }
@@ -370,6 +336,25 @@ impl NodeClient {
     pub async fn status(&self, node: SocketAddr) -> Result<NodeStatus, ClientError> {
         let answer = self.get(node, "/status".into(), MAX_ERROR_BODY).await?;
         decode(node, expect_success(node, answer)?)
+    }
+
+    /// A request without a body whose answer is short (or an error text).
+    async fn bodyless(
+        &self,
+        node: SocketAddr,
+        method: Method,
+        path: String,
+    ) -> Result<Answer, ClientError> {
+        self.send(
+            node,
+            method,
+            path,
+            &[],
+            Bytes::new(),
+            EMPTY_SHA256,
+            MAX_ERROR_BODY,
+        )
+        .await
     }
 
     async fn get(
