@@ -9,8 +9,8 @@ use gateway::admin::{
     Allow, BucketInfo, BucketList, CreateBucket, CreateKey, CreatedKey, ErrorBody, KeyInfo,
     KeyList, MemberInfo, NodeDetail, NodeList, Status,
 };
-use gateway::gc::GcReport;
-use gateway::repair::DurabilityReport;
+use gateway::workers::gc::GcReport;
+use gateway::workers::repair::DurabilityReport;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
 use hyper_util::client::legacy::Client;

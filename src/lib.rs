@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use chunkstore::{StorageConfig, StorageNode};
-use gateway::background::{Background, BackgroundConfig};
+use gateway::workers::{Background, BackgroundConfig};
 use gateway::{GatewayConfig, RunningGateway};
 use membership::{LoadReport, Membership, Role, Snapshot};
 use telemetry::prometheus::Registry;
@@ -78,7 +78,7 @@ impl StorageRole {
         .await
         .context("starting membership")?;
         let membership = Arc::new(membership);
-        let background = gateway::background::start(
+        let background = gateway::workers::start(
             node.id(),
             &cluster_secret,
             background,

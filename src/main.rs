@@ -342,8 +342,8 @@ fn chunk_size(s3: &S3Args) -> anyhow::Result<usize> {
 }
 
 /// The storage nodes' background workers, with the operator's dead-node timeout.
-fn background(dead_node_timeout: Option<u64>) -> gateway::background::BackgroundConfig {
-    let mut config = gateway::background::BackgroundConfig::default();
+fn background(dead_node_timeout: Option<u64>) -> gateway::workers::BackgroundConfig {
+    let mut config = gateway::workers::BackgroundConfig::default();
     if let Some(secs) = dead_node_timeout {
         config.repair.dead_after = Duration::from_secs(secs);
     }

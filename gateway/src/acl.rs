@@ -6,7 +6,7 @@
 
 use s3s::{S3Result, s3_error};
 
-pub use crate::model::{AclGrant, AclGrantee, AclPermission};
+pub use crate::store::model::{AclGrant, AclGrantee, AclPermission};
 
 /// The URIs S3 names its groups by.
 pub const ALL_USERS_URI: &str = "http://acs.amazonaws.com/groups/global/AllUsers";

@@ -22,7 +22,7 @@
 //! | `GET /v1/gc` | [`GcReport`] |
 //!
 //! Durability and GC figures come from the background workers of the
-//! leading storage node (see [`crate::background`]).
+//! leading storage node (see [`crate::workers`]).
 //!
 //! Errors are [`ErrorBody`] with the HTTP status.
 
@@ -43,16 +43,16 @@ use tokio::task::JoinHandle;
 use chunkstore::placement::NodeState;
 use membership::{MemberState, Role};
 
-use crate::background::WorkerStatus;
-use crate::cluster::Cluster;
-use crate::gc::GcReport;
 use crate::keys::{KeyStore, Permissions};
 use crate::limits::{
     ADMIN_BUCKET_SCAN_RECORDS, MAX_ADMIN_BODY, MAX_LISTED_PARTITIONS, PARTITIONS, QUORUM,
 };
-use crate::model::{BucketRecord, KeyRecord, Versioning};
-use crate::repair::{DrainProgress, DrainRefused, DurabilityReport};
 use crate::s3::Gateway;
+use crate::store::cluster::Cluster;
+use crate::store::model::{BucketRecord, KeyRecord, Versioning};
+use crate::workers::WorkerStatus;
+use crate::workers::gc::GcReport;
+use crate::workers::repair::{DrainProgress, DrainRefused, DurabilityReport};
 
 /// `POST /v1/keys`.
 #[derive(Debug, Serialize, Deserialize)]
@@ -530,7 +530,7 @@ impl AdminApi {
     /// The leading storage node's worker status (empty, marked incomplete,
     /// while none reports).
     async fn workers(&self) -> WorkerStatus {
-        crate::background::leader_status(&self.cluster)
+        crate::workers::leader_status(&self.cluster)
             .await
             .unwrap_or_default()
     }
@@ -567,10 +567,10 @@ impl AdminApi {
     }
 
     async fn remove_node(&self, id: &str) -> Answer {
-        match crate::repair::start_drain(&self.cluster, id).await {
+        match crate::workers::repair::start_drain(&self.cluster, id).await {
             Ok(()) => {
                 tracing::info!(node = id, "decommission asked for: draining");
-                crate::background::wake(&self.cluster).await;
+                crate::workers::wake(&self.cluster).await;
                 self.node(id, StatusCode::ACCEPTED).await
             }
             Err(DrainRefused::NotInLayout) => self.node(id, StatusCode::CONFLICT).await,

@@ -8,10 +8,10 @@ use chunkstore::Table;
 use futures::future::BoxFuture;
 use telemetry::{CachedCheck, Readiness};
 
-use crate::cluster::Cluster;
 use crate::limits::{PARTITIONS, QUORUM, READY_CACHE, REPLICAS, SYSTEM_PARTITION};
-use crate::model::bucket_key;
-use crate::table::Tables;
+use crate::store::cluster::Cluster;
+use crate::store::model::bucket_key;
+use crate::store::table::Tables;
 
 pub(crate) struct GatewayReadiness {
     cluster: Arc<Cluster>,

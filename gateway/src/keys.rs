@@ -8,12 +8,12 @@ use chunkstore::Table;
 use s3s::{S3Result, s3_error};
 
 use crate::cache::TtlCache;
-use crate::hlc::wall_ms;
 use crate::limits::{
     KEY_CACHE_ENTRIES, KEY_CACHE_TTL, MAX_ACCESS_KEY_LEN, MAX_KEY_NAME_LEN, SYSTEM_PARTITION,
 };
-use crate::model::{self, BucketGrant, BucketRecord, KeyRecord};
-use crate::table::Tables;
+use crate::store::hlc::wall_ms;
+use crate::store::model::{self, BucketGrant, BucketRecord, KeyRecord};
+use crate::store::table::Tables;
 
 /// What a key may do on a bucket.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]

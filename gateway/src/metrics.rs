@@ -2,7 +2,7 @@
 //! duration and bytes, chunk errors per storage node, metadata quorum
 //! failures, and the repair / GC / durability gauges.
 //!
-//! Every gateway component reaches them through [`crate::cluster::Cluster::metrics`].
+//! Every gateway component reaches them through [`crate::store::cluster::Cluster::metrics`].
 //! To add one, make it in [`GatewayMetrics::new`] with the builder (`b.gauge`,
 //! `b.counter_vec`, ...) and keep the handle in a field.
 

@@ -15,14 +15,14 @@ use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::Cluster;
-use crate::data::DataPath;
 use crate::health::GatewayReadiness;
-use crate::hlc::Hlc;
 use crate::keys::KeyStore;
 use crate::limits::MAX_POST_OBJECT_SIZE;
 use crate::s3::Gateway;
-use crate::table::Tables;
+use crate::store::cluster::Cluster;
+use crate::store::data::DataPath;
+use crate::store::hlc::Hlc;
+use crate::store::table::Tables;
 
 #[derive(Clone, Debug)]
 pub struct GatewayConfig {

@@ -92,7 +92,7 @@ async fn get_reads_past_a_corrupt_chunk_copy() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_scrubber_quarantines_a_corrupt_copy_and_a_good_copy_replaces_it() {
     bounded(Duration::from_secs(120), async {
-        let background = gateway::background::BackgroundConfig {
+        let background = gateway::workers::BackgroundConfig {
             heal_interval: Duration::from_millis(200),
             ..Default::default()
         };
@@ -218,7 +218,7 @@ async fn with_five_nodes_writes_go_on_when_one_is_down() {
 async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
     use chunkstore::{NodeClient, Table};
     use gateway::limits::SYSTEM_PARTITION;
-    use gateway::model::{self, BucketRecord};
+    use gateway::store::model::{self, BucketRecord};
 
     let mut c = TestCluster::start(3).await;
     let buckets: Vec<String> = (0..8).map(|i| format!("bucket-{i}")).collect();

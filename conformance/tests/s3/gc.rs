@@ -8,8 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use chunkstore::{ChunkId, ChunkOwner, NodeClient};
 use flexdrive::admin_client::AdminClient;
-use gateway::background::BackgroundConfig;
-use gateway::gc::{GcConfig, GcReport};
+use gateway::workers::BackgroundConfig;
+use gateway::workers::gc::{GcConfig, GcReport};
 use http::Method;
 
 use crate::common::*;

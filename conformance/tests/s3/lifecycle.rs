@@ -8,7 +8,7 @@ use aws_sdk_s3::types::{
     LifecycleExpiration, LifecycleRule, LifecycleRuleAndOperator, LifecycleRuleFilter,
     NoncurrentVersionExpiration, Tag,
 };
-use gateway::lifecycle::LifecycleConfig;
+use gateway::workers::lifecycle::LifecycleConfig;
 
 use crate::common::*;
 

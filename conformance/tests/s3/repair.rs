@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use flexdrive::admin_client::AdminClient;
 use gateway::admin::{NodeDetail, Status};
-use gateway::repair::RepairConfig;
+use gateway::workers::repair::RepairConfig;
 use http::Method;
 
 use crate::common::*;

@@ -17,7 +17,7 @@ use s3s::{S3Request, S3Result, s3_error};
 use super::{Gateway, Inner};
 use crate::acl::{self, AclPermission, Requester, Resource};
 use crate::keys::{Permissions, permissions};
-use crate::model::{BucketRecord, KeyRecord};
+use crate::store::model::{BucketRecord, KeyRecord};
 
 /// The permission an operation needs on its bucket.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

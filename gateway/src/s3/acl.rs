@@ -12,7 +12,7 @@ use crate::acl::{
     AclGrant, AclGrantee, AclPermission, Canned, NamedGrantee, Requested, Resource, access_key_of,
     canonical_id, for_display, is_public_read, requested,
 };
-use crate::model::{BucketRecord, ObjectData, ObjectVersion};
+use crate::store::model::{BucketRecord, ObjectData, ObjectVersion};
 
 impl Inner {
     /// The display name S3 shows for a key: its name (as given to `admin

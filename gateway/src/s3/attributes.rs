@@ -9,7 +9,7 @@ use super::bucket::timestamp;
 use super::versions::pick_version;
 use crate::checksum::{self, set_checksums};
 use crate::limits::MAX_LIST_PARTS;
-use crate::model::ObjectData;
+use crate::store::model::ObjectData;
 
 /// The attributes x-amz-object-attributes asks for.
 #[derive(Debug, Default, PartialEq, Eq)]

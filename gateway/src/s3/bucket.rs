@@ -8,10 +8,10 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Inner, requester};
 use crate::acl::{AclGrant, Canned, Resource, is_public_read};
-use crate::hlc::wall_ms;
 use crate::keys::permissions;
 use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION};
-use crate::model::{self, BucketRecord, ObjectRecord, Versioning};
+use crate::store::hlc::wall_ms;
+use crate::store::model::{self, BucketRecord, ObjectRecord, Versioning};
 
 pub(crate) fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
@@ -92,7 +92,7 @@ impl Inner {
         let (mut start, _) = model::bucket_range();
         let mut buckets = Vec::new();
         for _ in 0..MAX_SCAN_ROUNDS {
-            let (page, next) = crate::lifecycle::bucket_page(&self.tables, &start).await?;
+            let (page, next) = crate::workers::lifecycle::bucket_page(&self.tables, &start).await?;
             buckets.extend(page);
             match next {
                 Some(next) => start = next,

@@ -9,7 +9,7 @@ use s3s::dto::ETagCondition;
 use s3s::{S3Result, s3_error};
 
 use super::Inner;
-use crate::model::{self, BucketRecord, ObjectRecord};
+use crate::store::model::{self, BucketRecord, ObjectRecord};
 
 /// What a conditional write expects of the key's current version.
 #[derive(Clone, Debug, PartialEq, Eq)]

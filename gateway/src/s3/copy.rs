@@ -16,9 +16,9 @@ use super::tagging::copy_tags;
 use super::versions::pick_version;
 use super::{Inner, check_key};
 use crate::checksum::{self, Algorithm, DEFAULT_ALGORITHM, set_checksums};
-use crate::data::Written;
 use crate::limits::MAX_PUT_SIZE;
-use crate::model::{BucketRecord, ObjectData, ObjectVersion};
+use crate::store::data::Written;
+use crate::store::model::{BucketRecord, ObjectData, ObjectVersion};
 
 /// The x-amz-copy-source-if-* of a CopyObject or UploadPartCopy input.
 macro_rules! source_conditions {

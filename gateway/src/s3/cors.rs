@@ -13,7 +13,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::{Gateway, Inner};
 use crate::cache::TtlCache;
 use crate::limits::{CORS_CACHE_ENTRIES, CORS_CACHE_TTL, MAX_CORS_RULES, MAX_RULE_ID_LEN};
-use crate::model::CorsRule;
+use crate::store::model::CorsRule;
 
 /// The methods a CORS rule may allow (S3's list).
 const METHODS: [&str; 5] = ["GET", "PUT", "POST", "DELETE", "HEAD"];

@@ -4,8 +4,8 @@ use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Inner, check_key};
-use crate::hlc::{ts_millis, wall_ms};
-use crate::model::{BucketRecord, NULL_VERSION, ObjectVersion, Purged, Versioning};
+use crate::store::hlc::{ts_millis, wall_ms};
+use crate::store::model::{BucketRecord, NULL_VERSION, ObjectVersion, Purged, Versioning};
 
 /// S3 takes at most this many keys in one DeleteObjects request.
 const MAX_DELETE_KEYS: usize = 1000;

@@ -10,7 +10,7 @@ use super::bucket::timestamp;
 use super::put::{format_http_date, parse_http_date};
 use super::versions::pick_version;
 use crate::checksum::{self, set_checksums};
-use crate::model::{ObjectData, ObjectVersion};
+use crate::store::model::{ObjectData, ObjectVersion};
 
 /// What S3 answers for an object stored without a Content-Type.
 const DEFAULT_CONTENT_TYPE: &str = "binary/octet-stream";

@@ -1,5 +1,5 @@
 //! Put/Get/DeleteBucketLifecycleConfiguration: the rules, checked as S3
-//! checks them and stored in the bucket record. `crate::lifecycle` applies them.
+//! checks them and stored in the bucket record. `crate::workers::lifecycle` applies them.
 
 use std::collections::HashSet;
 
@@ -9,9 +9,9 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::bucket::timestamp;
 use super::tagging::{from_tag_set, to_tag_set};
 use super::{Gateway, Inner};
-use crate::lifecycle::LifecycleConfig;
 use crate::limits::{MAX_LIFECYCLE_RULES, MAX_RULE_ID_LEN};
-use crate::model::{self, LifecycleFilter};
+use crate::store::model::{self, LifecycleFilter};
+use crate::workers::lifecycle::LifecycleConfig;
 
 const MS_PER_DAY: i128 = 86_400_000;
 
@@ -312,8 +312,8 @@ impl Gateway {
     pub(crate) fn lifecycle_worker(
         &self,
         config: LifecycleConfig,
-        leader: crate::background::Leader,
+        leader: crate::workers::Leader,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
-        crate::lifecycle::run(self.inner.clone(), config, leader)
+        crate::workers::lifecycle::run(self.inner.clone(), config, leader)
     }
 }

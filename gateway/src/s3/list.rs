@@ -8,7 +8,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 use super::Inner;
 use super::bucket::{owner as bucket_owner, timestamp};
 use crate::limits::{MAX_LIST_KEYS, MAX_SCAN_ROUNDS, SCAN_BATCH};
-use crate::model::{self, BucketRecord, OBJECT_KEY_PREFIX, ObjectRecord, ObjectVersion};
+use crate::store::model::{self, BucketRecord, OBJECT_KEY_PREFIX, ObjectRecord, ObjectVersion};
 
 /// Where a listing starts.
 pub(crate) enum Start {

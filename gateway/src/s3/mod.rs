@@ -24,10 +24,10 @@ use s3s::{S3, S3Request, S3Response, S3Result, s3_error};
 
 pub(crate) use policy::ClientAddr;
 
-use crate::data::DataPath;
 use crate::keys::KeyStore;
 use crate::limits::MAX_KEY_LEN;
-use crate::table::Tables;
+use crate::store::data::DataPath;
+use crate::store::table::Tables;
 
 /// The s3s implementation; cheap to clone.
 #[derive(Clone)]
@@ -45,7 +45,7 @@ pub(crate) struct Inner {
     /// Buckets' CORS rules, read recently (see `cors`).
     pub cors_cache: cors::CorsCache,
     /// Bucket records read recently, for reads only (see `bucket_for_read`).
-    pub bucket_cache: crate::cache::TtlCache<crate::model::BucketRecord>,
+    pub bucket_cache: crate::cache::TtlCache<crate::store::model::BucketRecord>,
 }
 
 impl Gateway {
@@ -78,7 +78,7 @@ impl Gateway {
     }
 
     /// A bucket's record, or NoSuchBucket (for the admin API).
-    pub(crate) async fn bucket(&self, name: &str) -> S3Result<crate::model::BucketRecord> {
+    pub(crate) async fn bucket(&self, name: &str) -> S3Result<crate::store::model::BucketRecord> {
         self.inner.bucket(name).await
     }
 }

@@ -15,13 +15,13 @@ use super::put::{ContentHeaders, NewVersion, body_stream, chunk_owner, parse_con
 use super::tagging::parse_tagging_header;
 use super::{Inner, check_key, requester};
 use crate::checksum::{self, UploadChecksum, given_checksums, requested_checksum, set_checksums};
-use crate::data::Written;
-use crate::hlc::wall_ms;
 use crate::limits::{
     MAX_LIST_KEYS, MAX_LIST_PARTS, MAX_PART_NUMBER, MAX_PUT_SIZE, MAX_SCAN_ROUNDS, MIN_PART_SIZE,
     SCAN_BATCH,
 };
-use crate::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
+use crate::store::data::Written;
+use crate::store::hlc::wall_ms;
+use crate::store::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
 
 impl Inner {
     async fn upload(

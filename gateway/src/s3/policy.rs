@@ -12,8 +12,8 @@ use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 
 use super::Inner;
-use crate::model::{self, BucketRecord, ObjectRecord, PublicAccessBlock};
 use crate::policy::{Context, Decision, Policy, PolicyError, Principal, Request, S3_ARN_PREFIX};
+use crate::store::model::{self, BucketRecord, ObjectRecord, PublicAccessBlock};
 
 /// The client's address, put in each request's extensions by the server:
 /// the policy key `aws:SourceIp`.

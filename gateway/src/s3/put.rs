@@ -14,10 +14,10 @@ use super::versions::delta_record;
 use super::{Inner, check_key};
 use crate::acl::is_public_read;
 use crate::checksum::{self, DEFAULT_ALGORITHM, Requested, requested_checksum, set_checksums};
-use crate::data::Written;
-use crate::hlc::{ts_millis, wall_ms};
 use crate::limits::MAX_PUT_SIZE;
-use crate::model::{self, BucketRecord, ObjectData, ObjectVersion};
+use crate::store::data::Written;
+use crate::store::hlc::{ts_millis, wall_ms};
+use crate::store::model::{self, BucketRecord, ObjectData, ObjectVersion};
 
 /// A version about to be committed.
 pub(crate) struct NewVersion {

@@ -9,7 +9,7 @@ use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Inner, check_key};
 use crate::limits::{MAX_BUCKET_TAGS, MAX_OBJECT_TAGS, MAX_TAG_KEY_LEN, MAX_TAG_VALUE_LEN};
-use crate::model::{BucketRecord, ObjectVersion};
+use crate::store::model::{BucketRecord, ObjectVersion};
 
 pub(crate) type Tags = Vec<(String, String)>;
 

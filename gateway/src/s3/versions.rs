@@ -11,7 +11,7 @@ use super::Inner;
 use super::bucket::{owner as bucket_owner, timestamp};
 use super::list::{Names, after_marker, max_keys, rolled_prefix};
 use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH};
-use crate::model::{
+use crate::store::model::{
     self, BucketRecord, OBJECT_KEY_PREFIX, ObjectRecord, ObjectVersion, Purged, Versioning,
 };
 

@@ -12,9 +12,9 @@ use std::time::Duration;
 
 use prometheus::IntCounter;
 
-use crate::cluster::Cluster;
-use crate::gc::listed_copies;
-use crate::table::Tables;
+use crate::store::cluster::Cluster;
+use crate::store::table::Tables;
+use crate::workers::gc::listed_copies;
 
 pub(crate) async fn run(
     tables: Tables,

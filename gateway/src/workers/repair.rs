@@ -22,7 +22,7 @@
 //! the next pass; a lost tag change is the known limit of that merge.
 //!
 //! Where it runs: beside every storage node, and only the leading node acts
-//! (see [`crate::background`]); the others keep track of how long nodes are
+//! (see [`crate::workers`]); the others keep track of how long nodes are
 //! down, so that a new leader does not restart the dead-node timeout.
 //!
 //! Bounded: a pass looks at `records_per_pass` records and copies
@@ -42,17 +42,17 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::background::Leader;
-use crate::cluster::{Cluster, Layout, NodeRef};
-use crate::hlc::wall_ms;
-use crate::lifecycle::bucket_page;
 use crate::limits::{
     DEAD_NODE_TIMEOUT, MAX_SCAN_ROUNDS, MIN_ACTIVE_NODES, REPAIR_ATTEMPTS, REPAIR_CHUNKS_PER_PASS,
     REPAIR_CONCURRENCY, REPAIR_INTERVAL, REPAIR_RECORDS_PER_PASS, REPAIR_VIEW_CHECK, REPLICAS,
     SCAN_BATCH,
 };
-use crate::model::{self, BucketRecord, ChunkRef, ObjectRecord, PartRecord};
-use crate::table::Tables;
+use crate::store::cluster::{Cluster, Layout, NodeRef};
+use crate::store::hlc::wall_ms;
+use crate::store::model::{self, BucketRecord, ChunkRef, ObjectRecord, PartRecord};
+use crate::store::table::Tables;
+use crate::workers::Leader;
+use crate::workers::lifecycle::bucket_page;
 
 /// When the worker runs and when a down node counts as gone.
 #[derive(Clone, Debug)]
@@ -154,7 +154,7 @@ impl std::fmt::Display for DrainRefused {
 }
 
 /// Marks a node draining (idempotent); the leading node's worker then moves
-/// its chunks (wake it with [`crate::background::wake`]).
+/// its chunks (wake it with [`crate::workers::wake`]).
 pub async fn start_drain(cluster: &Cluster, id: &str) -> Result<(), DrainRefused> {
     let layout = cluster.layout();
     match layout.state(id) {
@@ -841,7 +841,7 @@ mod tests {
 
     #[test]
     fn a_rewrite_changes_only_versions_still_listing_the_planned_nodes() {
-        use crate::model::{ObjectData, ObjectVersion};
+        use crate::store::model::{ObjectData, ObjectVersion};
         let version = |id: &str, c: ChunkRef| ObjectVersion {
             version_id: id.into(),
             ts: 1,

@@ -14,9 +14,9 @@ use md5::{Digest, Md5};
 use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 
 use crate::checksum::{Algorithm, Hasher};
-use crate::cluster::{Cluster, NodeRef};
 use crate::limits::{MAX_PLACEMENT_ATTEMPTS, READ_AHEAD, REPLICAS, WRITE_WINDOW};
-use crate::model::ChunkRef;
+use crate::store::cluster::{Cluster, NodeRef};
+use crate::store::model::ChunkRef;
 
 /// What a body became once stored.
 pub struct Written {

@@ -2,7 +2,7 @@
 //! noncurrent version expiration, aborting old multipart uploads).
 //!
 //! Where it runs: beside every storage node, and only the leading node acts
-//! (see [`crate::background`]), with the gateway's own tables and data path,
+//! (see [`crate::workers`]), with the gateway's own tables and data path,
 //! so an expiry frees chunks through the same code as a client's delete. Its
 //! writes are idempotent (a purge of a version that is already gone changes
 //! nothing), so two nodes that both believe they lead for a moment repeat
@@ -18,17 +18,17 @@ use std::time::Duration;
 use chunkstore::{Record, Table};
 use s3s::S3Result;
 
-use crate::background::Leader;
-use crate::hlc::wall_ms;
 use crate::limits::{
     LIFECYCLE_INTERVAL, LIFECYCLE_RECORDS_PER_PASS, MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION,
 };
-use crate::model::{
+use crate::s3::Inner;
+use crate::store::hlc::wall_ms;
+use crate::store::model::{
     self, BucketRecord, LifecycleFilter, LifecycleRule, OBJECT_KEY_PREFIX, ObjectRecord,
     ObjectVersion, Purged, UploadRecord, Versioning,
 };
-use crate::s3::Inner;
-use crate::table::Tables;
+use crate::store::table::Tables;
+use crate::workers::Leader;
 
 /// How often the worker runs and what a "day" of a rule is.
 #[derive(Clone, Debug)]
@@ -382,7 +382,7 @@ impl BucketWork<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::model::ObjectData;
+    use crate::store::model::ObjectData;
 
     const DAY: Duration = Duration::from_secs(1);
 

@@ -14,9 +14,9 @@ use membership::{MemberState, Role, Snapshot};
 use rand::seq::IndexedRandom;
 use tokio::sync::watch;
 
-use crate::hlc::Hlc;
 use crate::limits::{LAYOUT_REFRESH, REPLICAS};
 use crate::metrics::GatewayMetrics;
+use crate::store::hlc::Hlc;
 
 /// The storage nodes that hold partitions, and the replica set of every
 /// partition computed from them.

@@ -15,6 +15,11 @@
 //! (`GET /workers/status`); the gateways' admin API shows the leader's, and
 //! wakes the workers (`POST /workers/wake`) after `node remove` or `repair`.
 
+pub mod gc;
+mod heal;
+pub mod lifecycle;
+pub mod repair;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -28,15 +33,15 @@ use telemetry::{Bundle, BundleBuilder};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::cluster::Cluster;
-use crate::data::DataPath;
-use crate::gc::{Collector, GcConfig, GcReport, GcShared};
-use crate::hlc::{Hlc, wall_ms};
 use crate::keys::KeyStore;
-use crate::lifecycle::LifecycleConfig;
-use crate::repair::{Durability, DurabilityReport, RepairConfig};
 use crate::s3::Gateway;
-use crate::table::Tables;
+use crate::store::cluster::Cluster;
+use crate::store::data::DataPath;
+use crate::store::hlc::{Hlc, wall_ms};
+use crate::store::table::Tables;
+use crate::workers::gc::{Collector, GcConfig, GcReport, GcShared};
+use crate::workers::lifecycle::LifecycleConfig;
+use crate::workers::repair::{Durability, DurabilityReport, RepairConfig};
 
 /// How often a node republishes its workers' status.
 const STATUS_INTERVAL: Duration = Duration::from_secs(1);
@@ -206,7 +211,7 @@ pub fn start(
     tasks.push(tokio::spawn(
         gateway.lifecycle_worker(config.lifecycle, leader.clone()),
     ));
-    tasks.push(tokio::spawn(crate::repair::run(
+    tasks.push(tokio::spawn(crate::workers::repair::run(
         tables.clone(),
         cluster.clone(),
         config.repair,
@@ -214,7 +219,7 @@ pub fn start(
         leader.clone(),
         port.wakes(),
     )));
-    tasks.push(tokio::spawn(crate::heal::run(
+    tasks.push(tokio::spawn(crate::workers::heal::run(
         tables.clone(),
         cluster.clone(),
         node_id.to_string(),
@@ -223,7 +228,7 @@ pub fn start(
     )));
     let collector = Collector::new(tables, cluster, config.gc, gc.clone());
     let gc_leader = leader.clone();
-    tasks.push(tokio::spawn(crate::gc::run(
+    tasks.push(tokio::spawn(crate::workers::gc::run(
         collector,
         move || gc_leader.leads(),
         port.wakes(),

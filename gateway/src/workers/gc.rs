@@ -28,13 +28,13 @@ use std::time::Duration;
 use chunkstore::{ChunkId, ChunkOwner, ListedChunk, Table};
 use serde::{Deserialize, Serialize};
 
-use crate::cluster::Cluster;
-use crate::hlc::wall_ms;
 use crate::limits::{
     GC_CHUNKS_PER_PASS, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE, GC_PASS_PAUSE, GC_SETTLE,
 };
-use crate::model::{self, BucketId, ObjectRecord, PartRecord};
-use crate::table::Tables;
+use crate::store::cluster::Cluster;
+use crate::store::hlc::wall_ms;
+use crate::store::model::{self, BucketId, ObjectRecord, PartRecord};
+use crate::store::table::Tables;
 
 /// When the collector sweeps and how old an unlisted chunk must be.
 #[derive(Clone, Debug)]

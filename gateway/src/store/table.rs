@@ -16,10 +16,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
 
-use crate::cluster::Cluster;
-use crate::hlc::Hlc;
 use crate::limits::QUORUM;
 use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH};
+use crate::store::cluster::Cluster;
+use crate::store::hlc::Hlc;
 
 #[derive(Clone)]
 pub struct Tables {
@@ -270,7 +270,7 @@ impl Tables {
         if let Some(max) = merged.values().map(|r| r.ts).max() {
             self.hlc.observe(max);
         }
-        let next = cut.map(|c| crate::model::key_after(&c));
+        let next = cut.map(|c| crate::store::model::key_after(&c));
         Ok(ScanPage {
             records: merged.into_values().collect(),
             next,
@@ -297,7 +297,7 @@ impl Tables {
                 page.records
                     .iter()
                     .filter_map(|r| r.value.as_deref())
-                    .filter_map(crate::model::decode::<T>),
+                    .filter_map(crate::store::model::decode::<T>),
             );
             match page.next {
                 Some(next) => position = next,
