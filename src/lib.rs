@@ -36,6 +36,8 @@ pub struct GossipConfig {
     pub seeds: Vec<String>,
     pub zone: String,
     pub probe_period: Duration,
+    /// Rolling upgrade from 0.1: also accept, and send, unauthenticated gossip.
+    pub legacy_peers: bool,
 }
 
 /// A running storage node with its membership and the background workers
@@ -61,9 +63,10 @@ impl StorageRole {
     pub async fn start(
         config: StorageConfig,
         gossip: GossipConfig,
-        background: BackgroundConfig,
+        mut background: BackgroundConfig,
     ) -> anyhow::Result<StorageRole> {
         let cluster_secret = config.cluster_secret.clone();
+        background.legacy_peers = config.legacy_peers;
         let node = Arc::new(StorageNode::start(config).await?);
         let membership = Membership::start(membership::Config {
             id: node.id().to_string(),
@@ -74,6 +77,8 @@ impl StorageRole {
             http_addr: reachable(node.http_addr(), gossip.advertise_addr),
             seeds: gossip.seeds,
             probe_period: gossip.probe_period,
+            cluster_secret: cluster_secret.clone(),
+            accept_legacy: gossip.legacy_peers,
         })
         .await
         .context("starting membership")?;
@@ -89,6 +94,8 @@ impl StorageRole {
         node.metrics().bundle().register(&registry)?;
         background.metrics().bundle().register(&registry)?;
         telemetry::membership_metrics(membership.watch()).register(&registry)?;
+        let gossip_counters = membership.gossip_counters();
+        telemetry::gossip_metrics(move || gossip_counters.stats()).register(&registry)?;
         let load_task = {
             let node = node.clone();
             let membership = membership.clone();
@@ -195,10 +202,15 @@ impl GatewayRole {
             http_addr: config.s3_addr,
             seeds: gossip.seeds,
             probe_period: gossip.probe_period,
+            cluster_secret: config.cluster_secret.clone(),
+            accept_legacy: gossip.legacy_peers,
         })
         .await
         .context("starting membership")?;
         let gateway = gateway::start(config, membership.watch()).await?;
+        // Beside the members gauges the gateway registers from its view.
+        let gossip_counters = membership.gossip_counters();
+        telemetry::gossip_metrics(move || gossip_counters.stats()).register(gateway.registry())?;
         Ok(GatewayRole {
             gateway,
             membership,
@@ -209,19 +221,27 @@ impl GatewayRole {
         self.gateway.addr()
     }
 
-    /// Waits until the gateway can write three copies (bounded).
+    /// Waits until the gateway can write three copies: it sees the storage
+    /// nodes alive, in the registry and in a decided layout (bounded).
     pub async fn wait_ready(&self, storage_nodes: usize, timeout: Duration) -> anyhow::Result<()> {
         let cluster = self.gateway.cluster();
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
             let live = cluster.live_storage().len();
-            let layout = cluster.layout().len();
-            if live >= storage_nodes && layout >= storage_nodes {
+            let layout = cluster.layout();
+            let registered = layout.len();
+            let placed = layout.placement().nodes().len();
+            if live >= storage_nodes
+                && registered >= storage_nodes
+                && layout.epoch() >= 1
+                && placed >= storage_nodes.min(3)
+            {
                 return Ok(());
             }
             if tokio::time::Instant::now() >= deadline {
                 anyhow::bail!(
-                    "gateway sees {live} live storage nodes and {layout} in the layout after {timeout:?}; expected {storage_nodes}"
+                    "gateway sees {live} live storage nodes, {registered} in the registry and layout epoch {} after {timeout:?}; expected {storage_nodes}",
+                    layout.epoch()
                 );
             }
             cluster.refresh_layout().await;
@@ -253,8 +273,30 @@ pub struct EmbeddedConfig {
     /// Timing of the storage nodes' background workers (tests shorten the
     /// lifecycle day, the dead-node timeout and the GC grace period).
     pub background: BackgroundConfig,
-    /// The storage nodes' scrubbing rate and pause.
+    /// How every storage node scrubs, pages and replicates (tests shorten it).
+    pub nodes: NodeTuning,
+}
+
+/// Settings of the storage nodes of an embedded cluster beyond where they
+/// listen: tests lower bounds and shorten intervals here.
+#[derive(Clone, Debug)]
+pub struct NodeTuning {
+    /// The scrubbing rate and pause.
     pub scrub: chunkstore::ScrubConfig,
+    /// Most bytes of records per scan answer (see `chunkstore::limits::MAX_SCAN_BYTES`).
+    pub scan_bytes: usize,
+    /// Transfers, anti-entropy and compaction.
+    pub replication: chunkstore::ReplicationConfig,
+}
+
+impl Default for NodeTuning {
+    fn default() -> NodeTuning {
+        NodeTuning {
+            scrub: chunkstore::ScrubConfig::default(),
+            scan_bytes: chunkstore::limits::MAX_SCAN_BYTES,
+            replication: chunkstore::ReplicationConfig::default(),
+        }
+    }
 }
 
 /// One gateway and N storage nodes in this process, on loopback.
@@ -267,7 +309,7 @@ pub struct Embedded {
     seeds: Vec<String>,
     probe_period: Duration,
     background: BackgroundConfig,
-    scrub: chunkstore::ScrubConfig,
+    nodes: NodeTuning,
 }
 
 impl Embedded {
@@ -286,7 +328,7 @@ impl Embedded {
                 &seeds,
                 config.probe_period,
                 config.background.clone(),
-                config.scrub.clone(),
+                config.nodes.clone(),
             )
             .await?;
             if seeds.is_empty() {
@@ -305,6 +347,7 @@ impl Embedded {
                 domains: config.domains,
                 admin_addr: config.admin_addr,
                 admin_token: config.admin_token,
+                legacy_peers: false,
             },
             GossipConfig {
                 bind_addr: loopback,
@@ -312,6 +355,8 @@ impl Embedded {
                 seeds: seeds.clone(),
                 zone: "zone0".into(),
                 probe_period: config.probe_period,
+                // One process, one release: no 0.1 peer to accept.
+                legacy_peers: false,
             },
         )
         .await?;
@@ -330,7 +375,7 @@ impl Embedded {
             seeds,
             probe_period: config.probe_period,
             background: config.background,
-            scrub: config.scrub,
+            nodes: config.nodes,
         })
     }
 
@@ -344,7 +389,7 @@ impl Embedded {
             &self.seeds,
             self.probe_period,
             self.background.clone(),
-            self.scrub.clone(),
+            self.nodes.clone(),
         )
         .await?;
         role.register_metrics(self.gateway.gateway.registry())?;
@@ -388,23 +433,26 @@ async fn start_storage(
     seeds: &[String],
     probe_period: Duration,
     background: BackgroundConfig,
-    scrub: chunkstore::ScrubConfig,
+    nodes: NodeTuning,
 ) -> anyhow::Result<StorageRole> {
     let loopback: SocketAddr = "127.0.0.1:0".parse()?;
+    let mut config = StorageConfig::new(
+        data_dir.join(format!("node{index}")),
+        loopback,
+        cluster_secret,
+    );
+    config.scrub = nodes.scrub;
+    config.scan_bytes = nodes.scan_bytes;
+    config.replication = nodes.replication;
     StorageRole::start(
-        StorageConfig {
-            data_dir: data_dir.join(format!("node{index}")),
-            http_addr: loopback,
-            cluster_secret: cluster_secret.to_string(),
-            capacity_bytes: None,
-            scrub,
-        },
+        config,
         GossipConfig {
             bind_addr: loopback,
             advertise_addr: None,
             seeds: seeds.to_vec(),
             zone: format!("zone{index}"),
             probe_period,
+            legacy_peers: false,
         },
         background,
     )

@@ -212,6 +212,9 @@ struct ClusterArgs {
     /// Failure domain of this process [default: default].
     #[arg(long, env = "FLEXDRIVE_ZONE")]
     zone: Option<String>,
+    /// During a rolling upgrade from 0.1: also accept, and send, the unauthenticated gossip of processes that still run 0.1; turn it off once every process runs this release.
+    #[arg(long, env = "FLEXDRIVE_LEGACY_PEERS", value_parser = clap::builder::BoolishValueParser::new())]
+    legacy_peers: bool,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -330,6 +333,7 @@ fn merge_cluster(flags: ClusterArgs, file: ClusterArgs) -> ClusterArgs {
         },
         cluster_secret: flags.cluster_secret.or(file.cluster_secret),
         zone: flags.zone.or(file.zone),
+        legacy_peers: flags.legacy_peers || file.legacy_peers,
     }
 }
 
@@ -367,6 +371,7 @@ fn gossip(cluster: &ClusterArgs) -> anyhow::Result<GossipConfig> {
         seeds: cluster.seeds.clone(),
         zone: cluster.zone.clone().unwrap_or_else(|| "default".into()),
         probe_period: DEFAULT_PROBE_PERIOD,
+        legacy_peers: cluster.legacy_peers,
     })
 }
 
@@ -451,7 +456,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         admin_addr: Some(admin_addr),
         admin_token: Some(admin_token.clone()),
         background: background(flags.dead_node_timeout.or(file.dead_node_timeout)),
-        scrub: Default::default(),
+        nodes: Default::default(),
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -491,12 +496,12 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
         .context("--http-addr (or FLEXDRIVE_HTTP_ADDR) is required")?;
     let admin_addr = flags.admin_addr.or(file.admin_addr);
     let mut role = StorageRole::start(
-        chunkstore::StorageConfig {
-            data_dir,
-            http_addr,
-            cluster_secret: cluster_secret(&cluster)?,
-            capacity_bytes: flags.capacity.or(file.capacity),
-            scrub: Default::default(),
+        {
+            let mut config =
+                chunkstore::StorageConfig::new(data_dir, http_addr, &cluster_secret(&cluster)?);
+            config.capacity_bytes = flags.capacity.or(file.capacity);
+            config.legacy_peers = cluster.legacy_peers;
+            config
         },
         gossip(&cluster)?,
         background(flags.dead_node_timeout.or(file.dead_node_timeout)),
@@ -542,6 +547,7 @@ async fn gateway(flags: GatewayArgs, file: GatewayArgs) -> anyhow::Result<()> {
                 }
                 (_, token) => token,
             },
+            legacy_peers: cluster.legacy_peers,
         },
         gossip(&cluster)?,
     )

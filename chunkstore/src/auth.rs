@@ -281,6 +281,78 @@ fn authorization_for(
     Ok((find(AUTHORIZATION.as_str())?, find(AMZ_DATE)?))
 }
 
+/// The key answer tags are made with: derived from the cluster secret under
+/// its own label, so that no tag can be taken for a request signature.
+fn answer_key(secret: &str) -> [u8; 32] {
+    let mut h = Sha256::new();
+    h.update(b"flexdrive answer v1\0");
+    h.update(secret.as_bytes());
+    h.finalize().into()
+}
+
+/// Bytes of an answer tag (hex in the header).
+const ANSWER_TAG_LEN: usize = 16;
+
+/// The tag a node puts on its answer to a signed request: HMAC-SHA256 over
+/// the request's `Authorization` value (so an answer fits one request only
+/// and cannot be replayed to another), the status and `content`: the hex
+/// SHA-256 of the body, or for chunk data the signed `x-fd-crc32c` and
+/// `x-fd-size` values (the data is checked against those).
+pub fn answer_tag(
+    secret: &str,
+    request_authorization: &[u8],
+    status: u16,
+    content: &str,
+) -> String {
+    hex::encode(answer_mac(secret, request_authorization, status, content))
+}
+
+fn answer_mac(
+    secret: &str,
+    request_authorization: &[u8],
+    status: u16,
+    content: &str,
+) -> [u8; ANSWER_TAG_LEN] {
+    use hmac::Mac;
+    // Any key length is valid for HMAC.
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(&answer_key(secret))
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    mac.update(request_authorization);
+    mac.update(b"\n");
+    mac.update(status.to_string().as_bytes());
+    mac.update(b"\n");
+    mac.update(content.as_bytes());
+    let full = mac.finalize().into_bytes();
+    let mut tag = [0u8; ANSWER_TAG_LEN];
+    tag.copy_from_slice(&full[..ANSWER_TAG_LEN]);
+    tag
+}
+
+/// Whether `tag` (hex) is the right tag for this answer; constant time.
+pub fn verify_answer_tag(
+    secret: &str,
+    request_authorization: &[u8],
+    status: u16,
+    content: &str,
+    tag: &str,
+) -> bool {
+    let mut got = [0u8; ANSWER_TAG_LEN];
+    if hex::decode_to_slice(tag, &mut got).is_err() {
+        return false;
+    }
+    let want = answer_mac(secret, request_authorization, status, content);
+    bool::from(want.ct_eq(&got))
+}
+
+/// What an answer tag covers besides the request and the status: for chunk
+/// data the checksum and size headers, for anything else the body's hash.
+pub fn answer_content(crc32c: Option<&str>, size: Option<&str>, body: &[u8]) -> String {
+    match crc32c {
+        Some(crc) => format!("chunk:{crc}:{}", size.unwrap_or("")),
+        None => sha256_hex(body),
+    }
+}
+
 /// `YYYYMMDD'T'HHMMSS'Z'` in UTC, as SigV4 writes `x-amz-date`.
 #[cfg(test)]
 fn format_amz_date(t: SystemTime) -> String {
@@ -516,6 +588,60 @@ mod tests {
         let mut p = signed(b"body", now);
         p.headers.remove(AMZ_DATE);
         assert!(verify_request(&p, SECRET, now).is_err());
+    }
+
+    #[test]
+    fn answer_tags_bind_the_answer_to_its_request() {
+        let content = answer_content(None, None, b"answer");
+        let tag = answer_tag(SECRET, b"AWS4 request one", 200, &content);
+        assert!(verify_answer_tag(
+            SECRET,
+            b"AWS4 request one",
+            200,
+            &content,
+            &tag
+        ));
+        assert!(!verify_answer_tag(
+            SECRET,
+            b"AWS4 request two",
+            200,
+            &content,
+            &tag
+        ));
+        assert!(!verify_answer_tag(
+            SECRET,
+            b"AWS4 request one",
+            404,
+            &content,
+            &tag
+        ));
+        let other = answer_content(None, None, b"forged");
+        assert!(!verify_answer_tag(
+            SECRET,
+            b"AWS4 request one",
+            200,
+            &other,
+            &tag
+        ));
+        assert!(!verify_answer_tag(
+            "other",
+            b"AWS4 request one",
+            200,
+            &content,
+            &tag
+        ));
+        assert!(!verify_answer_tag(
+            SECRET,
+            b"AWS4 request one",
+            200,
+            &content,
+            "zz"
+        ));
+        let chunk = answer_content(Some("0000abcd"), Some("5"), b"ignored");
+        assert_eq!(
+            chunk,
+            answer_content(Some("0000abcd"), Some("5"), b"other bytes")
+        );
     }
 
     #[test]

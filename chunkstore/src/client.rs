@@ -15,12 +15,15 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use crate::chunk::QuarantinedChunk;
+use crate::layout::{Accept, Accepted, LayoutHistory, Prepare, Promise};
+use crate::layout_store::Fence;
 use crate::limits::{
     CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
     MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
 };
 use crate::wire::{
-    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ListedChunk, NodeStatus, Record, Table,
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalOutcome, ConditionalWrite,
+    LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -35,6 +38,9 @@ pub enum ClientError {
     /// or the bytes received do not match the checksum the node sent.
     #[error("checksum mismatch on node {0}")]
     Corrupt(SocketAddr),
+    /// A metadata request the node refused for its layout epoch.
+    #[error("node {0} fenced the request ({1:?})")]
+    Fenced(SocketAddr, Fence),
     /// Any other non-success answer.
     #[error("node {0} answered {1}: {2}")]
     Status(SocketAddr, u16, String),
@@ -45,6 +51,16 @@ pub enum ClientError {
 pub struct NodeClient {
     http: Client<HttpConnector, Full<Bytes>>,
     secret: Arc<str>,
+    /// Accept answers without a tag from 0.1 nodes (rolling upgrade only).
+    legacy_peers: bool,
+}
+
+/// A page of a scan as one node answered it.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ScanAnswer {
+    pub records: Vec<Record>,
+    /// The range holds more records than the page: go on after the last key.
+    pub more: bool,
 }
 
 /// An answer: status, headers and the body read in full (bounded).
@@ -67,7 +83,15 @@ impl NodeClient {
         NodeClient {
             http,
             secret: Arc::from(cluster_secret),
+            legacy_peers: false,
         }
+    }
+
+    /// Also accepts answers from nodes that run 0.1 (untagged): only
+    /// during a rolling upgrade from it.
+    pub fn accepting_legacy_peers(mut self, legacy: bool) -> NodeClient {
+        self.legacy_peers = legacy;
+        self
     }
 
     /// Stores a chunk durably (fsync) on `node`. `crc32c` is the checksum of
@@ -246,50 +270,95 @@ impl NodeClient {
         expect_success(node, answer).map(drop)
     }
 
-    /// Merges records into a table, durably.
+    /// Merges records into a table, durably, at layout epoch `epoch`.
     pub async fn meta_put(
         &self,
         node: SocketAddr,
+        epoch: u64,
         table: Table,
         records: &[Record],
     ) -> Result<(), ClientError> {
         let answer = self
-            .post_meta(node, table, "merge", records, MAX_ERROR_BODY)
+            .post(
+                node,
+                Some(epoch),
+                format!("/meta/{}/merge", table.name()),
+                records,
+                MAX_ERROR_BODY,
+            )
             .await?;
         expect_success(node, answer).map(drop)
     }
 
-    /// A conditional write on one node (the partition's primary), durably:
-    /// the expectation is checked and the record written in one transaction.
-    pub async fn meta_cas(
+    /// A conditional write through the partition's primary (`node`): the
+    /// condition is checked against a quorum read and the write made at
+    /// quorum, serialised with every other conditional write of the key.
+    pub async fn conditional(
+        &self,
+        node: SocketAddr,
+        epoch: u64,
+        table: Table,
+        req: &ConditionalWrite,
+    ) -> Result<ConditionalOutcome, ClientError> {
+        let answer = self
+            .post(
+                node,
+                Some(epoch),
+                format!("/meta/{}/cas", table.name()),
+                req,
+                MAX_META_RESPONSE,
+            )
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// A conditional write the 0.1 way (checked on `node` alone), for
+    /// clusters that have no decided layout yet.
+    pub async fn meta_cas_legacy(
         &self,
         node: SocketAddr,
         table: Table,
         req: &CasRequest,
     ) -> Result<CasOutcome, ClientError> {
+        // Without the protocol header: the node then checks it as 0.1 did.
+        let body = postcard::to_stdvec(req)
+            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode cas body: {e}")))?;
+        let hash = auth::sha256_hex(&body);
         let answer = self
-            .post_meta(node, table, "cas", req, MAX_META_RESPONSE)
+            .send_as(
+                node,
+                Method::POST,
+                format!("/meta/{}/cas", table.name()),
+                &[],
+                Bytes::from(body),
+                &hash,
+                MAX_META_RESPONSE,
+                false,
+            )
             .await?;
         decode(node, expect_success(node, answer)?)
     }
 
-    /// POSTs a postcard body to `/meta/{table}/{op}`, signed with its hash.
-    async fn post_meta<T: serde::Serialize + ?Sized>(
+    /// POSTs a postcard body, signed with its hash.
+    async fn post<T: serde::Serialize + ?Sized>(
         &self,
         node: SocketAddr,
-        table: Table,
-        op: &str,
+        epoch: Option<u64>,
+        path: String,
         body: &T,
         max_body: u64,
     ) -> Result<Answer, ClientError> {
         let body = postcard::to_stdvec(body)
-            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode {op} body: {e}")))?;
+            .map_err(|e| ClientError::Status(node, 0, format!("cannot encode {path} body: {e}")))?;
         let hash = auth::sha256_hex(&body);
+        let epoch = epoch.map(|e| e.to_string());
+        let headers: Vec<(&'static str, String)> =
+            epoch.into_iter().map(|e| (header::EPOCH, e)).collect();
         self.send(
             node,
             Method::POST,
-            format!("/meta/{}/{op}", table.name()),
-            &[],
+            path,
+            &headers,
             Bytes::from(body),
             &hash,
             max_body,
@@ -297,39 +366,88 @@ impl NodeClient {
         .await
     }
 
-    /// Reads one record, tombstones included.
+    /// Reads one record at layout epoch `epoch`, tombstones included.
     pub async fn meta_get(
         &self,
         node: SocketAddr,
+        epoch: u64,
         table: Table,
         key: &[u8],
     ) -> Result<Option<Record>, ClientError> {
         let path = format!("/meta/{}/get?key={}", table.name(), hex::encode(key));
-        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        let answer = self
+            .get_at(node, Some(epoch), path, MAX_META_RESPONSE)
+            .await?;
         decode(node, expect_success(node, answer)?)
     }
 
     /// Records with `start <= key < end` in key order, tombstones included,
-    /// at most `limit` of them. An empty `end` means no upper bound.
+    /// at most `limit` of them (and a node's byte bound), at layout epoch
+    /// `epoch`. An empty `end` means no upper bound.
     ///
     /// A node answers at most [`MAX_SCAN_LIMIT`] records per call whatever
-    /// `limit` says; page on with the last key received.
+    /// `limit` says; page on with the last key received while `more`.
     pub async fn meta_scan(
         &self,
         node: SocketAddr,
+        epoch: u64,
         table: Table,
         start: &[u8],
         end: &[u8],
         limit: u32,
-    ) -> Result<Vec<Record>, ClientError> {
+    ) -> Result<ScanAnswer, ClientError> {
+        let limit = limit.min(MAX_SCAN_LIMIT);
         let path = format!(
-            "/meta/{}/scan?start={}&end={}&limit={}",
+            "/meta/{}/scan?start={}&end={}&limit={limit}",
             table.name(),
             hex::encode(start),
             hex::encode(end),
-            limit.min(MAX_SCAN_LIMIT)
         );
-        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        let answer = self
+            .get_at(node, Some(epoch), path, MAX_META_RESPONSE)
+            .await?;
+        let answer = expect_success(node, answer)?;
+        let more = match answer.headers.get(header::MORE) {
+            Some(v) => v.as_bytes() == b"1",
+            // 0.1 nodes cut pages by count only.
+            None => false,
+        };
+        let records: Vec<Record> = decode(node, answer)?;
+        let more = more || (records.len() >= limit as usize && limit > 0);
+        Ok(ScanAnswer { records, more })
+    }
+
+    /// The node's layout history and registry.
+    pub async fn layout(&self, node: SocketAddr) -> Result<LayoutSnapshot, ClientError> {
+        let answer = self.get(node, "/layout".into(), MAX_META_RESPONSE).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Gives the node a layout history to merge; answers what it holds after.
+    pub async fn push_layout(
+        &self,
+        node: SocketAddr,
+        history: &LayoutHistory,
+    ) -> Result<LayoutSnapshot, ClientError> {
+        let answer = self
+            .post(node, None, "/layout".into(), history, MAX_META_RESPONSE)
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Paxos phase 1 at `node`.
+    pub async fn prepare(&self, node: SocketAddr, req: &Prepare) -> Result<Promise, ClientError> {
+        let answer = self
+            .post(node, None, "/layout/prepare".into(), req, MAX_META_RESPONSE)
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Paxos phase 2 at `node`.
+    pub async fn accept(&self, node: SocketAddr, req: &Accept) -> Result<Accepted, ClientError> {
+        let answer = self
+            .post(node, None, "/layout/accept".into(), req, MAX_ERROR_BODY)
+            .await?;
         decode(node, expect_success(node, answer)?)
     }
 
@@ -363,11 +481,24 @@ impl NodeClient {
         path: String,
         max_body: u64,
     ) -> Result<Answer, ClientError> {
+        self.get_at(node, None, path, max_body).await
+    }
+
+    async fn get_at(
+        &self,
+        node: SocketAddr,
+        epoch: Option<u64>,
+        path: String,
+        max_body: u64,
+    ) -> Result<Answer, ClientError> {
+        let epoch = epoch.map(|e| e.to_string());
+        let headers: Vec<(&'static str, String)> =
+            epoch.into_iter().map(|e| (header::EPOCH, e)).collect();
         self.send(
             node,
             Method::GET,
             path,
-            &[],
+            &headers,
             Bytes::new(),
             EMPTY_SHA256,
             max_body,
@@ -388,6 +519,33 @@ impl NodeClient {
         body_sha256: &str,
         max_body: u64,
     ) -> Result<Answer, ClientError> {
+        self.send_as(
+            node,
+            method,
+            path_and_query,
+            headers,
+            body,
+            body_sha256,
+            max_body,
+            true,
+        )
+        .await
+    }
+
+    /// [`NodeClient::send`], saying the protocol version or (for the 0.1
+    /// conditional write) not.
+    #[allow(clippy::too_many_arguments)]
+    async fn send_as(
+        &self,
+        node: SocketAddr,
+        method: Method,
+        path_and_query: String,
+        headers: &[(&'static str, String)],
+        body: Bytes,
+        body_sha256: &str,
+        max_body: u64,
+        protocol: bool,
+    ) -> Result<Answer, ClientError> {
         let local = |why: String| ClientError::Status(node, 0, why);
         let mut builder = Request::builder()
             .method(method)
@@ -395,11 +553,19 @@ impl NodeClient {
         for (name, value) in headers {
             builder = builder.header(*name, value.as_str());
         }
+        if protocol {
+            builder = builder.header(header::PROTOCOL, wire::PROTOCOL.to_string());
+        }
         let mut req = builder
             .body(Full::new(body))
             .map_err(|e| local(format!("cannot build request: {e}")))?;
         auth::sign_request(&mut req, &self.secret, body_sha256, SystemTime::now())
             .map_err(|e| local(e.to_string()))?;
+        let authorization = req
+            .headers()
+            .get(http::header::AUTHORIZATION)
+            .map(|v| v.as_bytes().to_vec())
+            .unwrap_or_default();
 
         let exchange = async {
             let resp = self
@@ -430,11 +596,13 @@ impl NodeClient {
                     ));
                 }
             };
-            Ok(Answer {
+            let answer = Answer {
                 status: parts.status,
                 headers: parts.headers,
                 body,
-            })
+            };
+            self.authenticate(node, &authorization, &answer)?;
+            Ok(answer)
         };
         match tokio::time::timeout(REQUEST_TIMEOUT, exchange).await {
             Ok(result) => result,
@@ -442,6 +610,50 @@ impl NodeClient {
                 node,
                 format!("no answer within {REQUEST_TIMEOUT:?}"),
             )),
+        }
+    }
+}
+
+impl NodeClient {
+    /// Checks the answer's tag: a node of this release tags every answer to
+    /// a signed request; only a 0.1 node (no protocol header), and only with
+    /// `legacy_peers`, may answer without one.
+    fn authenticate(
+        &self,
+        node: SocketAddr,
+        authorization: &[u8],
+        answer: &Answer,
+    ) -> Result<(), ClientError> {
+        let header_text = |name: &str| answer.headers.get(name).and_then(|v| v.to_str().ok());
+        let Some(tag) = header_text(header::ANSWER_TAG) else {
+            if self.legacy_peers && answer.headers.get(header::PROTOCOL).is_none() {
+                return Ok(());
+            }
+            return Err(ClientError::Status(
+                node,
+                answer.status.as_u16(),
+                "answer without an authentication tag (a 0.1 node, or not a Flexdrive node)".into(),
+            ));
+        };
+        let content = auth::answer_content(
+            header_text(wire::header::CRC32C),
+            header_text(wire::header::SIZE),
+            &answer.body,
+        );
+        if auth::verify_answer_tag(
+            &self.secret,
+            authorization,
+            answer.status.as_u16(),
+            &content,
+            tag,
+        ) {
+            Ok(())
+        } else {
+            Err(ClientError::Status(
+                node,
+                answer.status.as_u16(),
+                "answer authentication failed (not from a node of this cluster)".into(),
+            ))
         }
     }
 }
@@ -463,6 +675,23 @@ fn expect(node: SocketAddr, answer: Answer, chunk: bool) -> Result<Answer, Clien
     let status = answer.status;
     if status.is_success() {
         return Ok(answer);
+    }
+    let fence = answer
+        .headers
+        .get(header::FENCE)
+        .and_then(|v| v.to_str().ok())
+        .zip(
+            answer
+                .headers
+                .get(header::EPOCH)
+                .and_then(|v| v.to_str().ok())
+                .and_then(|v| v.parse::<u64>().ok()),
+        )
+        .and_then(|(reason, epoch)| Fence::from_reason(reason, epoch));
+    if let Some(fence) = fence
+        && status.as_u16() == wire::STATUS_FENCED
+    {
+        return Err(ClientError::Fenced(node, fence));
     }
     match status.as_u16() {
         404 if chunk => Err(ClientError::NotFound),

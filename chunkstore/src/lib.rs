@@ -7,20 +7,27 @@ pub mod auth;
 pub mod chunk;
 pub mod client;
 mod health;
+pub mod layout;
+pub mod layout_store;
 pub mod limits;
 pub mod merge;
 pub mod meta;
 pub mod metrics;
+mod peers;
 pub mod placement;
+mod primary;
 pub mod scrub;
 pub mod server;
-mod sync;
+pub mod sync;
 pub mod wire;
 
 pub use chunk::QuarantinedChunk;
-pub use client::{ClientError, NodeClient};
+pub use client::{ClientError, NodeClient, ScanAnswer};
+pub use layout_store::{Fence, LayoutStore};
 pub use scrub::ScrubConfig;
 pub use server::{StorageConfig, StorageNode, WorkerPort};
+pub use sync::ReplicationConfig;
 pub use wire::{
-    CasOutcome, CasRequest, ChunkId, ChunkOwner, Expect, ListedChunk, NodeStatus, Record, Table,
+    CasOutcome, CasRequest, ChunkId, ChunkOwner, Condition, ConditionalOutcome, ConditionalWrite,
+    Expect, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table,
 };

@@ -23,6 +23,19 @@ pub const MAX_META_RESPONSE: u64 = 256 * 1024 * 1024;
 /// response size and the time a read transaction stays open.
 pub const MAX_SCAN_LIMIT: u32 = 10_000;
 
+/// Most bytes (keys and values) one scan answer carries past its first
+/// record: records grow with an object's chunks (about 110 bytes per 1 MiB
+/// chunk, so a 2.4 GiB object's record is some 270 KB), and a page of them
+/// must stay far below [`MAX_META_RESPONSE`] and [`MAX_META_BODY`] (an
+/// anti-entropy push sends what a scan read). Nodes take a lower bound in
+/// tests ([`crate::StorageConfig::scan_bytes`]).
+pub const MAX_SCAN_BYTES: usize = 8 * 1024 * 1024;
+
+/// Conditional writes whose keys a primary serialises independently: keys
+/// hash onto this many locks (a collision only serialises two unrelated
+/// keys).
+pub const PRIMARY_KEY_LOCKS: usize = 1024;
+
 /// Chunks one `GET /chunks` answers at most (about 1 KiB each with the
 /// longest keys, so a page stays near 10 MiB).
 pub const MAX_CHUNK_LIST: u32 = 10_000;

@@ -30,7 +30,7 @@ use std::collections::BTreeMap;
 
 use rmpv::Value;
 
-use crate::wire::{Expect, Record, Table};
+use crate::wire::{Condition, Expect, Record, Table};
 
 const VERSIONS: &str = "versions";
 const PURGED: &str = "purged";
@@ -87,6 +87,109 @@ pub fn check_expect(expect: &Expect, record: Option<&Record>) -> Result<(), Opti
         (Expect::ETag(want), Some(have)) if *want == have => Ok(()),
         (_, current) => Err(current),
     }
+}
+
+/// Whether a conditional write (protocol 2) may go ahead on `record`, the
+/// record as the primary read it at quorum (tombstones included).
+pub fn condition_holds(table: Table, condition: &Condition, record: Option<&Record>) -> bool {
+    let live = record.filter(|r| r.value.is_some());
+    match condition {
+        Condition::Unchanged(ts) => live.map_or(0, |r| r.ts) == *ts,
+        Condition::Absent if table == Table::Objects => {
+            check_expect(&Expect::Absent, record).is_ok()
+        }
+        Condition::Absent => live.is_none(),
+        Condition::ETag(etag) => {
+            table == Table::Objects && check_expect(&Expect::ETag(etag.clone()), record).is_ok()
+        }
+    }
+}
+
+/// What compaction makes of a record (see `crate::sync`).
+#[derive(Debug, PartialEq)]
+pub enum Compacted {
+    Keep,
+    /// Nothing in it is needed any more: a tombstone, or an object record
+    /// whose every version and purge entry is gone.
+    Drop,
+    /// The same record without the purge entries older than the cutoff.
+    Rewrite(Record),
+}
+
+/// Compacts a record that every replica holds: tombstones and object purge
+/// entries with a timestamp below `cutoff` are no longer needed to stop a
+/// stale copy from coming back, since no stale copy is left.
+pub fn compact(table: Table, record: &Record, cutoff: u64) -> Compacted {
+    let Some(value) = &record.value else {
+        return if record.ts < cutoff {
+            Compacted::Drop
+        } else {
+            Compacted::Keep
+        };
+    };
+    if table != Table::Objects {
+        return Compacted::Keep;
+    }
+    let Some(mut view) = ObjectView::decode(value) else {
+        return Compacted::Keep;
+    };
+    let before = view.purged.len();
+    view.purged.retain(|_, ts| *ts >= cutoff);
+    if view.versions.is_empty() && view.purged.is_empty() && record.ts < cutoff {
+        return Compacted::Drop;
+    }
+    if view.purged.len() == before {
+        return Compacted::Keep;
+    }
+    Compacted::Rewrite(Record {
+        key: record.key.clone(),
+        ts: record.ts,
+        value: Some(view.encode()),
+    })
+}
+
+/// What a node stores of an incoming record once entries older than
+/// `cutoff` may be forgotten (see [`compact`]): nothing of an old tombstone
+/// for a key it does not hold, and of an object record none of the old
+/// purge entries that neither it holds nor that remove a version it holds.
+/// Without this, replicas that compact at different moments would hand the
+/// forgotten entries back to each other for ever. None: store nothing.
+pub fn without_forgotten(
+    table: Table,
+    local: Option<&Record>,
+    incoming: &Record,
+    cutoff: u64,
+) -> Option<Record> {
+    let Some(value) = &incoming.value else {
+        return (local.is_some() || incoming.ts >= cutoff).then(|| incoming.clone());
+    };
+    if table != Table::Objects {
+        return Some(incoming.clone());
+    }
+    let Some(mut view) = ObjectView::decode(value) else {
+        return Some(incoming.clone());
+    };
+    let mine = local
+        .and_then(|r| r.value.as_deref())
+        .and_then(ObjectView::decode);
+    let before = view.purged.len();
+    view.purged.retain(|id, ts| {
+        *ts >= cutoff
+            || mine.as_ref().is_some_and(|m| {
+                m.purged.contains_key(id) || m.versions.get(id).is_some_and(|(vts, _)| vts <= ts)
+            })
+    });
+    if view.versions.is_empty() && view.purged.is_empty() && local.is_none() {
+        return None;
+    }
+    if view.purged.len() == before {
+        return Some(incoming.clone());
+    }
+    Some(Record {
+        key: incoming.key.clone(),
+        ts: incoming.ts,
+        value: Some(view.encode()),
+    })
 }
 
 /// An object record taken apart into what the merge needs.
@@ -359,6 +462,104 @@ mod tests {
             Ok(())
         );
         assert_eq!(check_expect(&Expect::ETag("e1".into()), None), Err(None));
+    }
+
+    #[test]
+    fn compaction_forgets_only_what_is_older_than_the_cutoff() {
+        let tomb = |ts| Record {
+            key: b"k".to_vec(),
+            ts,
+            value: None,
+        };
+        assert_eq!(compact(Table::Buckets, &tomb(5), 10), Compacted::Drop);
+        assert_eq!(compact(Table::Buckets, &tomb(15), 10), Compacted::Keep);
+        let live = record(
+            3,
+            vec![version("v1", 3, Some("e"))],
+            &[("v0", 2), ("v9", 12)],
+        );
+        let Compacted::Rewrite(shrunk) = compact(Table::Objects, &live, 10) else {
+            panic!("expected a rewrite")
+        };
+        let view = ObjectView::decode(shrunk.value.as_deref().unwrap()).unwrap();
+        assert_eq!(view.purged.keys().collect::<Vec<_>>(), ["v9"]);
+        assert_eq!(ids(&shrunk), ["v1"]);
+        assert_eq!(compact(Table::Objects, &shrunk, 10), Compacted::Keep);
+        let emptied = record(4, vec![], &[("v1", 4)]);
+        assert_eq!(compact(Table::Objects, &emptied, 10), Compacted::Drop);
+        assert_eq!(compact(Table::Objects, &emptied, 3), Compacted::Keep);
+        assert_eq!(compact(Table::Buckets, &live, 100), Compacted::Keep);
+    }
+
+    #[test]
+    fn forgotten_entries_are_not_taken_back() {
+        let cutoff = 10;
+        let old_tomb = Record {
+            key: b"k".to_vec(),
+            ts: 5,
+            value: None,
+        };
+        assert_eq!(
+            without_forgotten(Table::Buckets, None, &old_tomb, cutoff),
+            None
+        );
+        let live = record(3, vec![version("v1", 3, Some("e"))], &[]);
+        assert_eq!(
+            without_forgotten(Table::Buckets, Some(&live), &old_tomb, cutoff),
+            Some(old_tomb.clone()),
+            "a tombstone that deletes something here is kept"
+        );
+        // An old purge of a version held here is applied; one of nothing is not kept.
+        let incoming = record(4, vec![], &[("v1", 4), ("v0", 2), ("v9", 12)]);
+        let kept = without_forgotten(Table::Objects, Some(&live), &incoming, cutoff).unwrap();
+        let view = ObjectView::decode(kept.value.as_deref().unwrap()).unwrap();
+        assert_eq!(view.purged.keys().collect::<Vec<_>>(), ["v1", "v9"]);
+        let emptied = record(4, vec![], &[("v0", 2)]);
+        assert_eq!(
+            without_forgotten(Table::Objects, None, &emptied, cutoff),
+            None
+        );
+    }
+
+    #[test]
+    fn conditions_of_protocol_2() {
+        let live = record(4, vec![version("v1", 4, Some("e1"))], &[]);
+        let marker = record(
+            5,
+            vec![version("v1", 4, Some("e1")), version("v5", 5, None)],
+            &[],
+        );
+        let tomb = Record {
+            key: b"k".to_vec(),
+            ts: 6,
+            value: None,
+        };
+        let o = Table::Objects;
+        assert!(condition_holds(o, &Condition::Absent, None));
+        assert!(condition_holds(o, &Condition::Absent, Some(&marker)));
+        assert!(!condition_holds(o, &Condition::Absent, Some(&live)));
+        assert!(condition_holds(
+            o,
+            &Condition::ETag("e1".into()),
+            Some(&live)
+        ));
+        assert!(!condition_holds(
+            o,
+            &Condition::ETag("e2".into()),
+            Some(&live)
+        ));
+        assert!(condition_holds(o, &Condition::Unchanged(4), Some(&live)));
+        assert!(!condition_holds(o, &Condition::Unchanged(3), Some(&live)));
+        let b = Table::Buckets;
+        assert!(condition_holds(b, &Condition::Absent, Some(&tomb)));
+        assert!(!condition_holds(b, &Condition::Absent, Some(&live)));
+        assert!(condition_holds(b, &Condition::Unchanged(0), Some(&tomb)));
+        assert!(condition_holds(b, &Condition::Unchanged(4), Some(&live)));
+        assert!(!condition_holds(
+            b,
+            &Condition::ETag("e1".into()),
+            Some(&live)
+        ));
     }
 
     #[test]

@@ -71,20 +71,97 @@ impl MetaStore {
     }
 
     /// Merges records in one durable transaction; returns how many changed.
+    /// A merge that changes nothing commits nothing (no fsync): anti-entropy
+    /// sends mostly records the receiver has.
     pub fn merge(&self, table: Table, records: &[Record]) -> anyhow::Result<usize> {
+        self.merge_after(table, records, 0)
+    }
+
+    /// [`MetaStore::merge`], leaving out tombstones and purge entries older
+    /// than `cutoff` that this node does not need (see
+    /// [`merge::without_forgotten`]): it may have compacted them already.
+    pub fn merge_after(
+        &self,
+        table: Table,
+        records: &[Record],
+        cutoff: u64,
+    ) -> anyhow::Result<usize> {
         let txn = self.db.begin_write()?;
         let mut changed = 0;
         {
             let mut t = txn.open_table(definition(table))?;
             for record in records {
                 let current = read(&t, &record.key)?;
-                if store(&mut t, table, current, record)?.is_some() {
+                let incoming = if cutoff > 0 {
+                    match merge::without_forgotten(table, current.as_ref(), record, cutoff) {
+                        Some(kept) => kept,
+                        None => continue,
+                    }
+                } else {
+                    record.clone()
+                };
+                if store(&mut t, table, current, &incoming)?.is_some() {
                     changed += 1;
                 }
             }
         }
-        txn.commit()?;
+        if changed == 0 {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
         Ok(changed)
+    }
+
+    /// Stores `value` under `key` as is (no merge): the node's own records
+    /// of the layout table (its history and acceptor state).
+    pub fn replace(&self, table: Table, key: &[u8], value: &[u8]) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(definition(table))?;
+            let stored = postcard::to_stdvec(&(0u64, Some(value)))?;
+            t.insert(key, stored.as_slice())?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Replaces (or, with None, forgets) records whose stored copy is still
+    /// exactly the one read: a compaction or a drop must never undo a write
+    /// that landed since. Only for records this node may forget or shrink
+    /// (see `crate::sync`). Returns how many changed.
+    pub fn rewrite_if_unchanged(
+        &self,
+        table: Table,
+        rewrites: &[(Record, Option<Record>)],
+    ) -> anyhow::Result<usize> {
+        let txn = self.db.begin_write()?;
+        let mut done = 0;
+        {
+            let mut t = txn.open_table(definition(table))?;
+            for (read_before, new) in rewrites {
+                if read(&t, &read_before.key)?.as_ref() != Some(read_before) {
+                    continue;
+                }
+                match new {
+                    Some(new) => {
+                        debug_assert_eq!(read_before.key, new.key);
+                        let stored = postcard::to_stdvec(&(new.ts, &new.value))?;
+                        t.insert(new.key.as_slice(), stored.as_slice())?;
+                    }
+                    None => {
+                        t.remove(read_before.key.as_slice())?;
+                    }
+                }
+                done += 1;
+            }
+        }
+        if done == 0 {
+            txn.abort()?;
+        } else {
+            txn.commit()?;
+        }
+        Ok(done)
     }
 
     /// A conditional write of an object record, atomic on this node: in one
@@ -126,17 +203,20 @@ impl MetaStore {
         }
     }
 
-    /// `start <= key < end` (empty `end`: unbounded), at most `limit`.
+    /// `start <= key < end` (empty `end`: unbounded), at most `limit`
+    /// records and, past the first, at most `max_bytes` of keys and values.
+    /// The flag says whether the range holds more.
     pub fn scan(
         &self,
         table: Table,
         start: &[u8],
         end: &[u8],
         limit: usize,
-    ) -> anyhow::Result<Vec<Record>> {
+        max_bytes: usize,
+    ) -> anyhow::Result<(Vec<Record>, bool)> {
         let mut out = Vec::new();
         if limit == 0 || (!end.is_empty() && start >= end) {
-            return Ok(out);
+            return Ok((out, false));
         }
         let txn = self.db.begin_read()?;
         let t = txn.open_table(definition(table))?;
@@ -145,14 +225,17 @@ impl MetaStore {
         } else {
             Bound::Excluded(end)
         };
+        let mut bytes = 0usize;
         for entry in t.range::<&[u8]>((Bound::Included(start), upper))? {
             let (k, v) = entry?;
-            out.push(decode(k.value(), v.value())?);
-            if out.len() >= limit {
-                break;
+            let size = k.value().len() + v.value().len();
+            if out.len() >= limit || (!out.is_empty() && bytes + size > max_bytes) {
+                return Ok((out, true));
             }
+            bytes += size;
+            out.push(decode(k.value(), v.value())?);
         }
-        Ok(out)
+        Ok((out, false))
     }
 }
 
@@ -188,19 +271,27 @@ mod tests {
         store
             .merge(t, &[rec("c", 1, Some("c")), rec("d", 1, Some("d"))])
             .unwrap();
-        let keys = |v: Vec<Record>| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        let keys = |(v, _): (Vec<Record>, bool)| v.into_iter().map(|r| r.key).collect::<Vec<_>>();
+        let all = usize::MAX;
         assert_eq!(
-            keys(store.scan(t, b"", b"", 100).unwrap()),
+            keys(store.scan(t, b"", b"", 100, all).unwrap()),
             vec![b"a".to_vec(), b"b".to_vec(), b"c".to_vec(), b"d".to_vec()]
         );
         assert_eq!(
-            keys(store.scan(t, b"b", b"d", 100).unwrap()),
+            keys(store.scan(t, b"b", b"d", 100, all).unwrap()),
             vec![b"b".to_vec(), b"c".to_vec()]
         );
-        assert_eq!(
-            keys(store.scan(t, b"b", b"", 1).unwrap()),
-            vec![b"b".to_vec()]
-        );
-        assert!(store.scan(t, b"d", b"a", 10).unwrap().is_empty());
+        let (page, more) = store.scan(t, b"b", b"", 1, all).unwrap();
+        assert_eq!(keys((page, more)), vec![b"b".to_vec()]);
+        assert!(more);
+        assert!(store.scan(t, b"d", b"a", 10, all).unwrap().0.is_empty());
+        // A byte bound cuts the page after the first record that fits, and
+        // never below one record.
+        let (page, more) = store.scan(t, b"", b"", 100, 1).unwrap();
+        assert_eq!((page.len(), more), (1, true));
+        let (page, more) = store.scan(t, b"c", b"", 100, 1).unwrap();
+        assert_eq!((page.len(), more), (1, true));
+        let (_, more) = store.scan(t, b"d", b"", 100, 1).unwrap();
+        assert!(!more);
     }
 }

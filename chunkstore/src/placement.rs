@@ -70,30 +70,53 @@ pub fn stable_hash(parts: &[&[u8]]) -> u64 {
     h ^ (h >> 31)
 }
 
+/// A node that holds partitions in a layout version: its id and zone,
+/// the two inputs of placement.
+#[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct Member {
+    pub id: String,
+    pub zone: String,
+}
+
 /// The `n` active nodes with the highest score for this partition, distinct
-/// zones first; a node joining or leaving moves only the partitions it wins
-/// or loses. Draining and removed nodes hold no partitions.
+/// zones first (see [`replicas_of`]). Draining and removed nodes hold no
+/// partitions.
 pub fn replicas<'a>(
     partition: u16,
     nodes: impl IntoIterator<Item = &'a LayoutEntry>,
     n: usize,
 ) -> Vec<String> {
-    let mut scored: Vec<(u64, &LayoutEntry)> = nodes
+    let members: Vec<Member> = nodes
         .into_iter()
         .filter(|e| e.state == NodeState::Active)
-        .map(|e| (stable_hash(&[&partition.to_be_bytes(), e.id.as_bytes()]), e))
+        .map(|e| Member {
+            id: e.id.clone(),
+            zone: e.zone.clone(),
+        })
+        .collect();
+    replicas_of(partition, &members, n)
+}
+
+/// The `n` members with the highest score for this partition (rendezvous
+/// hashing), distinct zones first, in score order: a node joining or
+/// leaving moves only the partitions it wins or loses. The order matters:
+/// the first replica that is not unavailable is the partition's primary.
+pub fn replicas_of(partition: u16, members: &[Member], n: usize) -> Vec<String> {
+    let mut scored: Vec<(u64, &Member)> = members
+        .iter()
+        .map(|m| (stable_hash(&[&partition.to_be_bytes(), m.id.as_bytes()]), m))
         .collect();
     scored.sort_by(|a, b| b.0.cmp(&a.0).then_with(|| a.1.id.cmp(&b.1.id)));
     let mut chosen: Vec<String> = Vec::with_capacity(n);
     let mut zones: HashSet<&str> = HashSet::new();
-    for (_, e) in &scored {
-        if chosen.len() < n && zones.insert(e.zone.as_str()) {
-            chosen.push(e.id.clone());
+    for (_, m) in &scored {
+        if chosen.len() < n && zones.insert(m.zone.as_str()) {
+            chosen.push(m.id.clone());
         }
     }
-    for (_, e) in &scored {
-        if chosen.len() < n && !chosen.contains(&e.id) {
-            chosen.push(e.id.clone());
+    for (_, m) in &scored {
+        if chosen.len() < n && !chosen.contains(&m.id) {
+            chosen.push(m.id.clone());
         }
     }
     chosen

@@ -12,9 +12,13 @@
 //! | `DELETE /chunks/quarantine/{id}` | 204; the quarantined file is gone (a good copy is back) |
 //! | `GET /chunks?after=<id>&limit=N` | 200 postcard `Vec<`[`ListedChunk`]`>` in id order (for the garbage collector) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
-//! | `POST /meta/objects/cas` body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
+//! | `POST /meta/{table}/cas` body postcard [`ConditionalWrite`] | 200 postcard [`ConditionalOutcome`]; only on the partition's primary (see [`crate::primary`]) |
+//! | `POST /meta/objects/cas` without `x-fd-protocol` (0.1) body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
 //! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
-//! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>` |
+//! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>`, `x-fd-more: 1` when the range holds more |
+//! | `GET /layout` | 200 postcard [`LayoutSnapshot`] |
+//! | `POST /layout` body postcard [`LayoutHistory`] | 200 postcard [`LayoutSnapshot`] after merging it durably |
+//! | `POST /layout/prepare`, `/layout/accept` body postcard [`Prepare`], [`Accept`] | 200 postcard [`Promise`], [`Accepted`] (Paxos, see [`crate::layout`]) |
 //! | `GET /status` | 200 postcard [`NodeStatus`] |
 //! | `GET /workers/status` | 200 what the background workers beside this node last published ([`WorkerPort`]) |
 //! | `POST /workers/wake` | 204; the workers start a pass now |
@@ -26,6 +30,14 @@
 //! A request that fails verification answers 403 and changes nothing; a body
 //! over its limit answers 413; unknown paths and tables 404; bad ids and
 //! queries 400.
+//!
+//! Metadata requests (`/meta/...`, but for the `layout` table) carry the
+//! caller's layout epoch in `x-fd-epoch`; a node at another epoch answers
+//! 409 with its own epoch and `x-fd-fence` saying why (see
+//! [`crate::layout_store`]). Every answer to a signed request carries
+//! `x-fd-protocol` and an `x-fd-answer-tag` bound to the request (see
+//! [`crate::auth::answer_tag`]), so a caller knows the answer came from a
+//! node of the cluster.
 
 use std::convert::Infallible;
 use std::io::Write;
@@ -49,15 +61,22 @@ use tokio::task::JoinSet;
 
 use crate::auth::{self, VerifiedPayload};
 use crate::chunk::{ChunkError, ChunkStore};
+use crate::client::NodeClient;
+use crate::layout::{Accept, LayoutHistory, Prepare};
+use crate::layout_store::{Fence, LayoutStore, is_reserved};
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, MAX_CHUNK_LIST, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY,
-    MAX_META_BODY, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
+    MAX_META_BODY, MAX_SCAN_BYTES, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
 use crate::metrics::StorageMetrics;
+use crate::peers::Peers;
+use crate::primary::{Primary, Refusal};
 use crate::scrub::ScrubConfig;
+use crate::sync::ReplicationConfig;
 use crate::wire::{
-    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ListedChunk, NodeStatus, Record, Table,
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, LayoutSnapshot,
+    ListedChunk, NodeStatus, Record, Table, header,
 };
 
 #[derive(Clone, Debug)]
@@ -70,6 +89,29 @@ pub struct StorageConfig {
     pub capacity_bytes: Option<u64>,
     /// How fast and how often chunk files are re-read and verified.
     pub scrub: ScrubConfig,
+    /// Most bytes of records one scan answer or anti-entropy batch carries
+    /// (see [`MAX_SCAN_BYTES`]; tests lower it).
+    pub scan_bytes: usize,
+    /// Accept untagged answers from 0.1 nodes (rolling upgrade only).
+    pub legacy_peers: bool,
+    /// Timing of transfers, anti-entropy and compaction.
+    pub replication: ReplicationConfig,
+}
+
+impl StorageConfig {
+    /// A node in `data_dir` on `http_addr` with the defaults for the rest.
+    pub fn new(data_dir: PathBuf, http_addr: SocketAddr, cluster_secret: &str) -> StorageConfig {
+        StorageConfig {
+            data_dir,
+            http_addr,
+            cluster_secret: cluster_secret.to_string(),
+            capacity_bytes: None,
+            scrub: ScrubConfig::default(),
+            scan_bytes: MAX_SCAN_BYTES,
+            legacy_peers: false,
+            replication: ReplicationConfig::default(),
+        }
+    }
 }
 
 pub struct StorageNode {
@@ -132,6 +174,11 @@ struct State {
     capacity_bytes: Option<u64>,
     chunks: ChunkStore,
     meta: Arc<MetaStore>,
+    layout: Arc<LayoutStore>,
+    primary: Primary,
+    scan_bytes: usize,
+    /// How long deletions are remembered (see `crate::sync`).
+    horizon: std::time::Duration,
     in_flight: AtomicU32,
     metrics: StorageMetrics,
     workers: WorkerPort,
@@ -141,14 +188,22 @@ impl StorageNode {
     /// Creates or opens the data dir (node id, chunks, redb) and starts serving.
     pub async fn start(config: StorageConfig) -> anyhow::Result<StorageNode> {
         let data_dir = config.data_dir.clone();
-        let (node_id, meta) = tokio::task::spawn_blocking(move || {
+        let (node_id, meta, layout) = tokio::task::spawn_blocking(move || {
             std::fs::create_dir_all(&data_dir)
                 .with_context(|| format!("create data dir {}", data_dir.display()))?;
             let node_id = load_or_create_node_id(&data_dir)?;
-            let meta = MetaStore::open(&data_dir.join("meta.redb"))?;
-            anyhow::Ok((node_id, meta))
+            let meta = Arc::new(MetaStore::open(&data_dir.join("meta.redb"))?);
+            let layout = Arc::new(LayoutStore::open(meta.clone())?);
+            anyhow::Ok((node_id, meta, layout))
         })
         .await??;
+        let client =
+            NodeClient::new(&config.cluster_secret).accepting_legacy_peers(config.legacy_peers);
+        let peers = Peers {
+            node_id: Arc::from(node_id.as_str()),
+            layout: layout.clone(),
+            client: client.clone(),
+        };
         let chunks = ChunkStore::open(&config.data_dir)
             .await
             .with_context(|| format!("open chunk store in {}", config.data_dir.display()))?;
@@ -167,7 +222,15 @@ impl StorageNode {
                 data_dir: config.data_dir,
                 capacity_bytes: config.capacity_bytes,
                 chunks,
-                meta: Arc::new(meta),
+                primary: Primary::new(
+                    peers.clone(),
+                    meta.clone(),
+                    config.replication.tombstone_horizon,
+                ),
+                meta,
+                layout,
+                scan_bytes: config.scan_bytes.max(1),
+                horizon: config.replication.tombstone_horizon,
                 in_flight: AtomicU32::new(0),
                 metrics,
                 workers: WorkerPort::default(),
@@ -182,9 +245,10 @@ impl StorageNode {
             stop_rx.clone(),
         ));
         let sync = tokio::spawn(crate::sync::run(
-            state.node_id.clone(),
+            peers,
             state.meta.clone(),
-            crate::client::NodeClient::new(&state.secret),
+            state.scan_bytes,
+            config.replication,
             stop_rx,
         ));
         tracing::info!(node_id = %state.node_id, %addr, "storage node listening");
@@ -211,6 +275,11 @@ impl StorageNode {
     /// The node's metadata store, for local wiring (layout records).
     pub fn meta(&self) -> Arc<MetaStore> {
         self.state.meta.clone()
+    }
+
+    /// The node's copy of the layout.
+    pub fn layout(&self) -> Arc<LayoutStore> {
+        self.state.layout.clone()
     }
 
     pub fn status(&self) -> NodeStatus {
@@ -381,12 +450,42 @@ fn text(status: StatusCode, body: impl Into<String>) -> Resp {
 struct Reject {
     status: StatusCode,
     message: String,
+    /// A request refused for its layout epoch.
+    fence: Option<Fence>,
 }
 
 fn reject(status: StatusCode, message: impl Into<String>) -> Reject {
     Reject {
         status,
         message: message.into(),
+        fence: None,
+    }
+}
+
+fn fenced(fence: Fence) -> Reject {
+    Reject {
+        status: StatusCode::from_u16(wire::STATUS_FENCED).unwrap_or(StatusCode::CONFLICT),
+        message: format!(
+            "layout epoch: the node is at epoch {} ({})",
+            fence.node_epoch(),
+            fence.reason()
+        ),
+        fence: Some(fence),
+    }
+}
+
+impl Reject {
+    fn into_response(self) -> Resp {
+        let mut resp = text(self.status, self.message);
+        if let Some(fence) = self.fence {
+            let headers = resp.headers_mut();
+            headers.insert(header::EPOCH, http::HeaderValue::from(fence.node_epoch()));
+            headers.insert(
+                header::FENCE,
+                http::HeaderValue::from_static(fence.reason()),
+            );
+        }
+        resp
     }
 }
 
@@ -425,6 +524,10 @@ enum Route {
     MetaCas(Table),
     MetaGet(Table),
     MetaScan(Table),
+    LayoutGet,
+    LayoutPush,
+    LayoutPrepare,
+    LayoutAccept,
     Status,
     WorkerStatus,
     WorkerWake,
@@ -434,7 +537,11 @@ impl Route {
     fn body_limit(&self) -> u64 {
         match self {
             Route::PutChunk(_) => MAX_CHUNK_SIZE,
-            Route::MetaMerge(_) | Route::MetaCas(_) => MAX_META_BODY,
+            Route::MetaMerge(_)
+            | Route::MetaCas(_)
+            | Route::LayoutPush
+            | Route::LayoutPrepare
+            | Route::LayoutAccept => MAX_META_BODY,
             _ => MAX_EMPTY_BODY,
         }
     }
@@ -471,10 +578,10 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
             let table = Table::from_name(table).ok_or_else(not_found)?;
             match (*op, method) {
                 ("merge", &Method::POST) => Ok(Route::MetaMerge(table)),
-                ("cas", &Method::POST) if table == Table::Objects => Ok(Route::MetaCas(table)),
+                ("cas", &Method::POST) if table != Table::Layout => Ok(Route::MetaCas(table)),
                 ("cas", &Method::POST) => Err(reject(
                     StatusCode::BAD_REQUEST,
-                    "conditions are defined on object records only",
+                    "the layout table takes no conditional writes",
                 )),
                 ("get", &Method::GET) => Ok(Route::MetaGet(table)),
                 ("scan", &Method::GET) => Ok(Route::MetaScan(table)),
@@ -482,6 +589,12 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
                 _ => Err(not_found()),
             }
         }
+        ["layout"] if method == Method::GET => Ok(Route::LayoutGet),
+        ["layout"] if method == Method::POST => Ok(Route::LayoutPush),
+        ["layout"] => Err(bad_method()),
+        ["layout", "prepare"] if method == Method::POST => Ok(Route::LayoutPrepare),
+        ["layout", "accept"] if method == Method::POST => Ok(Route::LayoutAccept),
+        ["layout", "prepare" | "accept"] => Err(bad_method()),
         ["status"] if method == Method::GET => Ok(Route::Status),
         ["status"] => Err(bad_method()),
         ["workers", "status"] if method == Method::GET => Ok(Route::WorkerStatus),
@@ -497,9 +610,38 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     if req.method() == Method::GET && req.uri().path() == "/health/live" {
         return Ok(text(StatusCode::OK, "ok"));
     }
-    Ok(handle_signed(&state, req)
+    let authorization = req
+        .headers()
+        .get(http::header::AUTHORIZATION)
+        .map(|v| v.as_bytes().to_vec());
+    let resp = handle_signed(&state, req)
         .await
-        .unwrap_or_else(|r| text(r.status, r.message)))
+        .unwrap_or_else(|r| r.into_response());
+    Ok(tagged(&state.secret, authorization.as_deref(), resp).await)
+}
+
+/// Adds the protocol version and, for a request that carried a signature,
+/// the answer tag bound to it.
+async fn tagged(secret: &str, authorization: Option<&[u8]>, resp: Resp) -> Resp {
+    let (mut parts, body) = resp.into_parts();
+    let body = match body.collect().await {
+        Ok(collected) => collected.to_bytes(),
+        Err(never) => match never {},
+    };
+    parts
+        .headers
+        .insert(header::PROTOCOL, http::HeaderValue::from(wire::PROTOCOL));
+    if let Some(authorization) = authorization {
+        let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
+        let content =
+            auth::answer_content(text(wire::header::CRC32C), text(wire::header::SIZE), &body);
+        let tag = auth::answer_tag(secret, authorization, parts.status.as_u16(), &content);
+        // Hex is always a valid header value.
+        if let Ok(v) = http::HeaderValue::from_str(&tag) {
+            parts.headers.insert(header::ANSWER_TAG, v);
+        }
+    }
+    Response::from_parts(parts, Full::new(body))
 }
 
 async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Resp, Reject> {
@@ -525,6 +667,16 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
         ));
     }
     let query = Query::parse(parts.uri.query().unwrap_or(""))?;
+    let epoch = match parts.headers.get(header::EPOCH) {
+        Some(v) => Some(
+            v.to_str()
+                .ok()
+                .and_then(|v| v.parse::<u64>().ok())
+                .ok_or_else(|| reject(StatusCode::BAD_REQUEST, "bad x-fd-epoch"))?,
+        ),
+        None => None,
+    };
+    let protocol_2 = parts.headers.contains_key(header::PROTOCOL);
 
     match route {
         Route::PutChunk(id) => {
@@ -564,11 +716,53 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
         Route::MetaMerge(table) => {
             let records: Vec<Record> = postcard::from_bytes(&body)
                 .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad records: {e}")))?;
-            let meta = state.meta.clone();
-            blocking_meta(move || meta.merge(table, &records)).await?;
+            if table == Table::Layout {
+                if records.iter().any(|r| is_reserved(&r.key)) {
+                    return Err(reject(
+                        StatusCode::BAD_REQUEST,
+                        "layout records under reserved keys are the node's own",
+                    ));
+                }
+                let (meta, layout) = (state.meta.clone(), state.layout.clone());
+                blocking_meta(move || {
+                    meta.merge(table, &records)?;
+                    layout.reload_registry()
+                })
+                .await?;
+            } else {
+                let (meta, layout) = (state.meta.clone(), state.layout.clone());
+                let cutoff = crate::sync::forget_before(state.horizon);
+                fenced_meta(move || {
+                    let _fenced = layout.fence(epoch)?;
+                    Ok(meta.merge_after(table, &records, cutoff)?)
+                })
+                .await?;
+            }
             Ok(empty(StatusCode::NO_CONTENT))
         }
+        Route::MetaCas(table) if protocol_2 => {
+            let req: ConditionalWrite = postcard::from_bytes(&body).map_err(|e| {
+                reject(
+                    StatusCode::BAD_REQUEST,
+                    format!("bad conditional write: {e}"),
+                )
+            })?;
+            let epoch = epoch.ok_or_else(|| missing(header::EPOCH))?;
+            match state.primary.conditional(table, epoch, req).await {
+                Ok(outcome) => Ok(postcard_body(&outcome)),
+                Err(Refusal::Fenced(fence)) => Err(fenced(fence)),
+                Err(Refusal::Unavailable(why)) => Err(reject(StatusCode::SERVICE_UNAVAILABLE, why)),
+                Err(Refusal::Invalid(why)) => Err(reject(StatusCode::BAD_REQUEST, why)),
+            }
+        }
         Route::MetaCas(table) => {
+            // A 0.1 gateway during a rolling upgrade: checked here alone, as 0.1 did.
+            if table != Table::Objects {
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "conditions are defined on object records only",
+                ));
+            }
             let req: CasRequest = postcard::from_bytes(&body)
                 .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad cas request: {e}")))?;
             let meta = state.meta.clone();
@@ -577,8 +771,14 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
         }
         Route::MetaGet(table) => {
             let key = query.hex("key")?.ok_or_else(|| missing("key"))?;
-            let meta = state.meta.clone();
-            let record = blocking_meta(move || meta.get(table, &key)).await?;
+            let (meta, layout) = (state.meta.clone(), state.layout.clone());
+            let record = fenced_meta(move || {
+                let _fenced = (table != Table::Layout)
+                    .then(|| layout.fence(epoch))
+                    .transpose()?;
+                Ok(meta.get(table, &key)?)
+            })
+            .await?;
             Ok(postcard_body(&record))
         }
         Route::MetaScan(table) => {
@@ -591,10 +791,47 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 None => MAX_SCAN_LIMIT,
             }
             .min(MAX_SCAN_LIMIT);
-            let meta = state.meta.clone();
-            let records =
-                blocking_meta(move || meta.scan(table, &start, &end, limit as usize)).await?;
-            Ok(postcard_body(&records))
+            let (meta, layout, max_bytes) =
+                (state.meta.clone(), state.layout.clone(), state.scan_bytes);
+            let (records, more) = fenced_meta(move || {
+                let _fenced = (table != Table::Layout)
+                    .then(|| layout.fence(epoch))
+                    .transpose()?;
+                Ok(meta.scan(table, &start, &end, limit as usize, max_bytes)?)
+            })
+            .await?;
+            let mut resp = postcard_body(&records);
+            resp.headers_mut().insert(
+                header::MORE,
+                http::HeaderValue::from_static(if more { "1" } else { "0" }),
+            );
+            Ok(resp)
+        }
+        Route::LayoutGet => Ok(postcard_body(&state.layout.snapshot())),
+        Route::LayoutPush => {
+            let history: LayoutHistory = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad layout: {e}")))?;
+            let layout = state.layout.clone();
+            let snapshot: LayoutSnapshot = blocking_meta(move || {
+                layout.merge_history(&history)?;
+                Ok(layout.snapshot())
+            })
+            .await?;
+            Ok(postcard_body(&snapshot))
+        }
+        Route::LayoutPrepare => {
+            let req: Prepare = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad prepare: {e}")))?;
+            let layout = state.layout.clone();
+            let promise = blocking_meta(move || layout.prepare(&req)).await?;
+            Ok(postcard_body(&promise))
+        }
+        Route::LayoutAccept => {
+            let req: Accept = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad accept: {e}")))?;
+            let layout = state.layout.clone();
+            let answer = blocking_meta(move || layout.accept(&req)).await?;
+            Ok(postcard_body(&answer))
         }
         Route::ListChunks => {
             let after = match query.get("after") {
@@ -771,6 +1008,43 @@ async fn blocking_meta<T: Send + 'static>(
         Ok(Ok(v)) => Ok(v),
         Ok(Err(e)) => Err(internal(format!("{e:#}"))),
         Err(e) => Err(internal(format!("metadata task failed: {e}"))),
+    }
+}
+
+/// What a fenced metadata operation can fail with.
+enum MetaError {
+    Fenced(Fence),
+    Failed(anyhow::Error),
+}
+
+impl From<Fence> for MetaError {
+    fn from(fence: Fence) -> MetaError {
+        MetaError::Fenced(fence)
+    }
+}
+
+impl From<anyhow::Error> for MetaError {
+    fn from(e: anyhow::Error) -> MetaError {
+        MetaError::Failed(e)
+    }
+}
+
+/// Runs a redb call that passes the layout fence off the async threads; a
+/// fenced request answers 409, errors 500.
+async fn fenced_meta<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, MetaError> + Send + 'static,
+) -> Result<T, Reject> {
+    match blocking_meta(move || {
+        Ok(match f() {
+            Ok(v) => Ok(v),
+            Err(MetaError::Fenced(fence)) => Err(fence),
+            Err(MetaError::Failed(e)) => return Err(e),
+        })
+    })
+    .await?
+    {
+        Ok(v) => Ok(v),
+        Err(fence) => Err(fenced(fence)),
     }
 }
 

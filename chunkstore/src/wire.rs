@@ -90,6 +90,21 @@ impl Table {
     }
 }
 
+/// Low bits of a record timestamp that count events within one millisecond
+/// (a hybrid logical clock: the high bits are milliseconds since the Unix
+/// epoch).
+pub const TS_LOGICAL_BITS: u32 = 16;
+
+/// Milliseconds since the Unix epoch of a record timestamp.
+pub fn ts_millis(ts: u64) -> u64 {
+    ts >> TS_LOGICAL_BITS
+}
+
+/// The smallest timestamp of millisecond `ms`.
+pub fn ts_of_millis(ms: u64) -> u64 {
+    ms << TS_LOGICAL_BITS
+}
+
 /// One metadata record. `value: None` is a tombstone. Replicas keep the
 /// record with the highest `ts` (a hybrid logical clock); equal timestamps
 /// are broken by comparing values, so every replica picks the same winner.
@@ -136,6 +151,48 @@ pub enum CasOutcome {
     Refused { current_etag: Option<String> },
 }
 
+/// What a conditional write expects of the record as it stands on the
+/// partition's primary (`POST /meta/{table}/cas`, protocol 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Condition {
+    /// No live record; for object records, no current version or a delete
+    /// marker.
+    Absent,
+    /// Object records only: the current version is not a delete marker and
+    /// has this ETag.
+    ETag(String),
+    /// The live record is still the one the caller read, by its timestamp
+    /// (0: none was live): an optimistic read-modify-write.
+    Unchanged(u64),
+}
+
+/// Body of `POST /meta/{table}/cas` (protocol 2): check `condition` against
+/// a quorum read and, if it holds, write `write` at quorum, all on the
+/// partition's primary.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionalWrite {
+    pub condition: Condition,
+    pub write: Record,
+}
+
+/// Answer of `POST /meta/{table}/cas` (protocol 2).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ConditionalOutcome {
+    /// Whether the condition held and the write is durable at quorum.
+    pub written: bool,
+    /// The record as it now stands (after the write, or the one that made
+    /// the condition fail), tombstones included; None when there is none.
+    pub record: Option<Record>,
+}
+
+/// What `GET /layout` and `POST /layout` answer: the node's layout history
+/// and its registry of nodes (each entry with its timestamp).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LayoutSnapshot {
+    pub history: crate::layout::LayoutHistory,
+    pub registry: Vec<(u64, crate::placement::LayoutEntry)>,
+}
+
 /// What `GET /status` answers.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct NodeStatus {
@@ -159,7 +216,31 @@ pub mod header {
     /// Owner of a chunk on PUT (and answered by GET): hex of the
     /// postcard-encoded [`super::ChunkOwner`].
     pub const OWNER: &str = "x-fd-owner";
+    /// The internal protocol a request or answer speaks ([`super::PROTOCOL`]);
+    /// absent from 0.1 processes.
+    pub const PROTOCOL: &str = "x-fd-protocol";
+    /// The layout epoch the caller acts in (metadata requests), or the
+    /// node's own (a fenced answer).
+    pub const EPOCH: &str = "x-fd-epoch";
+    /// Why a metadata request was fenced: `stale` (the caller's epoch is
+    /// older than the node's), `behind` (newer: send the node the layout
+    /// first), `not-primary` (a conditional write sent to a node that is not
+    /// the partition's primary at that epoch).
+    pub const FENCE: &str = "x-fd-fence";
+    /// Answers of a scan: `1` when the range holds more records than were
+    /// sent (a count or byte bound cut the page).
+    pub const MORE: &str = "x-fd-more";
+    /// HMAC of an answer under the cluster secret, bound to the request's
+    /// signature (see `crate::auth::answer_tag`).
+    pub const ANSWER_TAG: &str = "x-fd-answer-tag";
 }
+
+/// The internal protocol this release speaks. 0.1 sent no version (1):
+/// no epochs, no answer tags, conditional writes checked on the node asked.
+pub const PROTOCOL: u32 = 2;
+
+/// Status of a fenced metadata request (see [`header::FENCE`]).
+pub const STATUS_FENCED: u16 = 409;
 
 /// Status a node answers to a chunk GET when its stored copy fails its
 /// checksum; the client maps it to `ClientError::Corrupt`.

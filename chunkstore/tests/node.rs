@@ -25,15 +25,9 @@ async fn bounded<F: Future<Output = ()>>(test: F) {
 }
 
 async fn start(dir: &Path) -> StorageNode {
-    StorageNode::start(StorageConfig {
-        data_dir: dir.to_path_buf(),
-        http_addr: "127.0.0.1:0".parse().unwrap(),
-        cluster_secret: SECRET.into(),
-        capacity_bytes: Some(1 << 30),
-        scrub: Default::default(),
-    })
-    .await
-    .unwrap()
+    let mut config = StorageConfig::new(dir.to_path_buf(), "127.0.0.1:0".parse().unwrap(), SECRET);
+    config.capacity_bytes = Some(1 << 30);
+    StorageNode::start(config).await.unwrap()
 }
 
 fn owner() -> ChunkOwner {
@@ -202,7 +196,12 @@ async fn chunks_records_and_node_id_survive_a_restart() {
             .await
             .unwrap();
         client
-            .meta_put(node.http_addr(), Table::Buckets, &[rec("b1", 7, Some("x"))])
+            .meta_put(
+                node.http_addr(),
+                0,
+                Table::Buckets,
+                &[rec("b1", 7, Some("x"))],
+            )
             .await
             .unwrap();
         node.shutdown().await;
@@ -213,7 +212,10 @@ async fn chunks_records_and_node_id_survive_a_restart() {
         let addr = node.http_addr();
         assert_eq!(client.get_chunk(addr, id, None).await.unwrap(), data);
         assert_eq!(
-            client.meta_get(addr, Table::Buckets, b"b1").await.unwrap(),
+            client
+                .meta_get(addr, 0, Table::Buckets, b"b1")
+                .await
+                .unwrap(),
             Some(rec("b1", 7, Some("x")))
         );
         node.shutdown().await;
@@ -297,6 +299,7 @@ async fn meta_merge_is_last_writer_wins_and_scan_is_sorted_and_bounded() {
         client
             .meta_put(
                 addr,
+                0,
                 t,
                 &[rec("k2", 10, Some("new")), rec("k1", 1, Some("a"))],
             )
@@ -304,56 +307,68 @@ async fn meta_merge_is_last_writer_wins_and_scan_is_sorted_and_bounded() {
             .unwrap();
         // An older write does not overwrite a newer one.
         client
-            .meta_put(addr, t, &[rec("k2", 9, Some("old"))])
+            .meta_put(addr, 0, t, &[rec("k2", 9, Some("old"))])
             .await
             .unwrap();
         assert_eq!(
-            client.meta_get(addr, t, b"k2").await.unwrap(),
+            client.meta_get(addr, 0, t, b"k2").await.unwrap(),
             Some(rec("k2", 10, Some("new")))
         );
         // A newer tombstone wins, and reads back as a tombstone.
         client
-            .meta_put(addr, t, &[rec("k2", 11, None)])
+            .meta_put(addr, 0, t, &[rec("k2", 11, None)])
             .await
             .unwrap();
         assert_eq!(
-            client.meta_get(addr, t, b"k2").await.unwrap(),
+            client.meta_get(addr, 0, t, b"k2").await.unwrap(),
             Some(rec("k2", 11, None))
         );
-        assert_eq!(client.meta_get(addr, t, b"nope").await.unwrap(), None);
+        assert_eq!(client.meta_get(addr, 0, t, b"nope").await.unwrap(), None);
         // Tables are separate.
         assert_eq!(
-            client.meta_get(addr, Table::Parts, b"k1").await.unwrap(),
+            client.meta_get(addr, 0, Table::Parts, b"k1").await.unwrap(),
             None
         );
 
         client
-            .meta_put(addr, t, &[rec("k4", 1, Some("d")), rec("k3", 1, Some("c"))])
+            .meta_put(
+                addr,
+                0,
+                t,
+                &[rec("k4", 1, Some("d")), rec("k3", 1, Some("c"))],
+            )
             .await
             .unwrap();
-        let keys = |records: Vec<Record>| {
-            records
+        let keys = |answer: chunkstore::ScanAnswer| {
+            answer
+                .records
                 .into_iter()
                 .map(|r| String::from_utf8(r.key).unwrap())
                 .collect::<Vec<_>>()
         };
         assert_eq!(
-            keys(client.meta_scan(addr, t, b"", b"", 100).await.unwrap()),
+            keys(client.meta_scan(addr, 0, t, b"", b"", 100).await.unwrap()),
             ["k1", "k2", "k3", "k4"]
         );
         assert_eq!(
-            keys(client.meta_scan(addr, t, b"k2", b"k4", 100).await.unwrap()),
+            keys(
+                client
+                    .meta_scan(addr, 0, t, b"k2", b"k4", 100)
+                    .await
+                    .unwrap()
+            ),
             ["k2", "k3"]
         );
         assert_eq!(
-            keys(client.meta_scan(addr, t, b"k2", b"", 2).await.unwrap()),
+            keys(client.meta_scan(addr, 0, t, b"k2", b"", 2).await.unwrap()),
             ["k2", "k3"]
         );
         assert!(
             client
-                .meta_scan(addr, t, b"k5", b"", 10)
+                .meta_scan(addr, 0, t, b"k5", b"", 10)
                 .await
                 .unwrap()
+                .records
                 .is_empty()
         );
         // The local handle sees the same data.
@@ -383,14 +398,14 @@ async fn wrong_secret_is_forbidden_and_changes_nothing() {
             other => panic!("put with wrong secret: {other:?}"),
         }
         match intruder
-            .meta_put(addr, Table::Keys, &[rec("admin", 1, Some("x"))])
+            .meta_put(addr, 0, Table::Keys, &[rec("admin", 1, Some("x"))])
             .await
         {
             Err(ClientError::Status(_, 403, _)) => {}
             other => panic!("meta_put with wrong secret: {other:?}"),
         }
         assert!(matches!(
-            intruder.meta_get(addr, Table::Keys, b"admin").await,
+            intruder.meta_get(addr, 0, Table::Keys, b"admin").await,
             Err(ClientError::Status(_, 403, _))
         ));
         assert!(matches!(
@@ -405,7 +420,10 @@ async fn wrong_secret_is_forbidden_and_changes_nothing() {
             Err(ClientError::NotFound)
         ));
         assert_eq!(
-            client.meta_get(addr, Table::Keys, b"admin").await.unwrap(),
+            client
+                .meta_get(addr, 0, Table::Keys, b"admin")
+                .await
+                .unwrap(),
             None
         );
         node.shutdown().await;
@@ -652,7 +670,10 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
                     seen: None,
                     write: object_version("k", "null", 100 + n, &format!("etag{n}")),
                 };
-                client.meta_cas(addr, Table::Objects, &req).await.unwrap()
+                client
+                    .meta_cas_legacy(addr, Table::Objects, &req)
+                    .await
+                    .unwrap()
             }));
         }
         let mut written = 0;
@@ -665,9 +686,12 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
         assert_eq!(written, 1);
 
         let client = NodeClient::new(SECRET);
-        let stored = client.meta_get(addr, Table::Objects, b"k").await.unwrap();
+        let stored = client
+            .meta_get(addr, 0, Table::Objects, b"k")
+            .await
+            .unwrap();
         let etag = match client
-            .meta_cas(
+            .meta_cas_legacy(
                 addr,
                 Table::Objects,
                 &CasRequest {
@@ -689,13 +713,13 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
             write: object_version("k", "null", 2000, "replaced"),
         };
         let outcome = client
-            .meta_cas(addr, Table::Objects, &replace)
+            .meta_cas_legacy(addr, Table::Objects, &replace)
             .await
             .unwrap();
         assert!(matches!(outcome, CasOutcome::Written(_)), "{outcome:?}");
         // Conditions are defined on object records only.
         let err = client
-            .meta_cas(addr, Table::Buckets, &replace)
+            .meta_cas_legacy(addr, Table::Buckets, &replace)
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::Status(_, 400, _)), "{err}");

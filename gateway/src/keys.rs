@@ -4,12 +4,13 @@
 
 use std::sync::Arc;
 
-use chunkstore::Table;
+use chunkstore::{Condition, Record, Table};
 use s3s::{S3Result, s3_error};
 
 use crate::cache::TtlCache;
 use crate::limits::{
-    KEY_CACHE_ENTRIES, KEY_CACHE_TTL, MAX_ACCESS_KEY_LEN, MAX_KEY_NAME_LEN, SYSTEM_PARTITION,
+    KEY_CACHE_ENTRIES, KEY_CACHE_TTL, MAX_ACCESS_KEY_LEN, MAX_KEY_NAME_LEN, MAX_UPDATE_ATTEMPTS,
+    SYSTEM_PARTITION,
 };
 use crate::store::hlc::wall_ms;
 use crate::store::model::{self, BucketGrant, BucketRecord, KeyRecord};
@@ -79,8 +80,13 @@ impl KeyStore {
         Ok(record)
     }
 
-    /// Reads the key's record at quorum, bypassing the cache.
+    /// Reads the key's record at quorum, bypassing the cache (with its
+    /// timestamp, for a change that must not lose a concurrent one).
     async fn read(&self, access_key: &str) -> S3Result<Option<KeyRecord>> {
+        Ok(self.read_stamped(access_key).await?.map(|(_, k)| k))
+    }
+
+    async fn read_stamped(&self, access_key: &str) -> S3Result<Option<(u64, KeyRecord)>> {
         Ok(self
             .tables
             .get(
@@ -89,21 +95,35 @@ impl KeyStore {
                 &model::access_key_key(access_key),
             )
             .await?
-            .and_then(|r| r.value)
-            .and_then(|v| model::decode::<KeyRecord>(&v)))
+            .and_then(|r| Some((r.ts, model::decode::<KeyRecord>(r.value.as_deref()?)?))))
     }
 
-    async fn write(&self, access_key: &str, record: Option<&KeyRecord>) -> S3Result<()> {
-        self.tables
-            .put(
+    /// Writes the key's record (None: deletes it) if the stored one is still
+    /// the one read at `read_ts` (0: none), through the system partition's
+    /// primary: a grant racing a deletion never brings the key back, and two
+    /// grants never lose one. False when another change got in first.
+    async fn write_if_unchanged(
+        &self,
+        access_key: &str,
+        read_ts: u64,
+        record: Option<&KeyRecord>,
+    ) -> S3Result<bool> {
+        let write = Record {
+            key: model::access_key_key(access_key),
+            ts: self.tables.now(),
+            value: record.map(model::encode),
+        };
+        let outcome = self
+            .tables
+            .conditional(
                 Table::Keys,
                 SYSTEM_PARTITION,
-                model::access_key_key(access_key),
-                record.map(model::encode),
+                Condition::Unchanged(read_ts),
+                write,
             )
             .await?;
         self.cache.forget(access_key);
-        Ok(())
+        Ok(outcome.written)
     }
 
     /// Makes a new key with a random access key and secret. It may create
@@ -118,7 +138,13 @@ impl KeyStore {
             allow_create_bucket: true,
             grants: Vec::new(),
         };
-        self.write(&record.access_key, Some(&record)).await?;
+        if !self
+            .write_if_unchanged(&record.access_key, 0, Some(&record))
+            .await?
+        {
+            // 96 random bits collided: not in this universe.
+            return Err(s3_error!(InternalError, "access key collision; retry"));
+        }
         Ok(record)
     }
 
@@ -132,37 +158,54 @@ impl KeyStore {
 
     /// Deletes a key; false if there was none.
     pub async fn delete(&self, access_key: &str) -> S3Result<bool> {
-        if self.read(access_key).await?.is_none() {
-            return Ok(false);
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((ts, _)) = self.read_stamped(access_key).await? else {
+                return Ok(false);
+            };
+            if self.write_if_unchanged(access_key, ts, None).await? {
+                return Ok(true);
+            }
         }
-        self.write(access_key, None).await?;
-        Ok(true)
+        Err(busy(access_key))
     }
 
     /// Adds permissions on a bucket to a key (what it had stays). Returns
-    /// the updated record, or None if the key does not exist. Read, modify,
-    /// write: two changes of one key at the same moment can lose one.
+    /// the updated record, or None if the key does not exist.
     pub async fn allow(
         &self,
         access_key: &str,
         bucket: &BucketRecord,
         add: Permissions,
     ) -> S3Result<Option<KeyRecord>> {
-        let Some(mut record) = self.read(access_key).await? else {
-            return Ok(None);
-        };
-        let had = permissions(&record, bucket);
-        record.grants.retain(|g| g.bucket_id != bucket.id);
-        record.grants.push(BucketGrant {
-            bucket_id: bucket.id,
-            bucket: bucket.name.clone(),
-            read: had.read || add.read,
-            write: had.write || add.write,
-            owner: had.owner || add.owner,
-        });
-        self.write(access_key, Some(&record)).await?;
-        Ok(Some(record))
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let Some((ts, mut record)) = self.read_stamped(access_key).await? else {
+                return Ok(None);
+            };
+            let had = permissions(&record, bucket);
+            record.grants.retain(|g| g.bucket_id != bucket.id);
+            record.grants.push(BucketGrant {
+                bucket_id: bucket.id,
+                bucket: bucket.name.clone(),
+                read: had.read || add.read,
+                write: had.write || add.write,
+                owner: had.owner || add.owner,
+            });
+            if self
+                .write_if_unchanged(access_key, ts, Some(&record))
+                .await?
+            {
+                return Ok(Some(record));
+            }
+        }
+        Err(busy(access_key))
     }
+}
+
+fn busy(access_key: &str) -> s3s::S3Error {
+    s3_error!(
+        ServiceUnavailable,
+        "key {access_key} is being changed by many requests at once; retry"
+    )
 }
 
 fn check_name(name: &str) -> S3Result<()> {

@@ -54,6 +54,15 @@ pub const MIN_PART_SIZE: u64 = 5 * 1024 * 1024;
 /// Parts per page of ListParts and GetObjectAttributes (S3's own limit).
 pub const MAX_LIST_PARTS: i32 = 1000;
 
+/// Times a metadata operation is tried again after a node fenced it for
+/// its layout epoch (each time with the layout brought up to date): epochs
+/// change seldom, so more than a few in a row means something is wrong.
+pub const MAX_FENCED_RETRIES: usize = 4;
+
+/// Times a read-modify-write of a record (a bucket's configuration, a key's
+/// grants) is made again when another change got in between.
+pub const MAX_UPDATE_ATTEMPTS: usize = 8;
+
 /// How often the gateway refreshes the layout from storage nodes.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);
 

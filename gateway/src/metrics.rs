@@ -15,7 +15,9 @@ use std::time::Instant;
 use bytes::Bytes;
 use http_body::{Body, Frame, SizeHint};
 use hyper::body::Incoming;
-use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec};
+use std::sync::Arc;
+
+use prometheus::{Histogram, HistogramVec, IntCounter, IntCounterVec, IntGauge};
 use telemetry::{Bundle, BundleBuilder};
 
 /// Operation label of requests s3s refused before naming an operation (bad
@@ -87,18 +89,35 @@ pub struct GatewayMetrics {
     s3_bytes_out: IntCounter,
     chunk_errors: IntCounterVec,
     quorum_failures: IntCounterVec,
-}
-
-impl Default for GatewayMetrics {
-    fn default() -> GatewayMetrics {
-        GatewayMetrics::new()
-    }
+    fenced_retries: IntCounterVec,
+    layout_epoch: IntGauge,
 }
 
 impl GatewayMetrics {
-    pub fn new() -> GatewayMetrics {
+    /// The metrics of a process whose clock is `hlc`.
+    pub fn new(hlc: Arc<crate::store::hlc::Hlc>) -> GatewayMetrics {
         let mut b = BundleBuilder::new();
+        let hlc_refused = b.counter(
+            "flexdrive_hlc_future_timestamps_total",
+            "Timestamps read from the cluster that were too far ahead of this process's clock to follow (a node's clock is wrong).",
+        );
+        b.on_collect(move || {
+            let seen = hlc.refused();
+            let counted = hlc_refused.get();
+            if seen > counted {
+                hlc_refused.inc_by(seen - counted);
+            }
+        });
         GatewayMetrics {
+            fenced_retries: b.counter_vec(
+                "flexdrive_layout_fenced_retries_total",
+                "Metadata operations tried again because a node was at another layout epoch, by operation.",
+                &["op"],
+            ),
+            layout_epoch: b.gauge(
+                "flexdrive_layout_epoch",
+                "The layout epoch this process acts in (0: no layout decided yet).",
+            ),
             s3_requests: b.counter_vec(
                 "flexdrive_s3_requests_total",
                 "S3 requests answered, by operation and HTTP status.",
@@ -135,6 +154,16 @@ impl GatewayMetrics {
     /// The metrics, to register in the process's registry.
     pub fn bundle(&self) -> &Bundle {
         &self.bundle
+    }
+
+    /// A metadata operation is tried again at a newer layout epoch.
+    pub fn fenced_retry(&self, op: &str) {
+        self.fenced_retries.with_label_values(&[op]).inc();
+    }
+
+    pub fn layout_epoch(&self, epoch: u64) {
+        self.layout_epoch
+            .set(i64::try_from(epoch).unwrap_or(i64::MAX));
     }
 
     /// A chunk read or write to `node` failed.

@@ -40,6 +40,8 @@ pub struct GatewayConfig {
     pub admin_addr: Option<SocketAddr>,
     /// Bearer token the admin API requires; needed with `admin_addr`.
     pub admin_token: Option<String>,
+    /// Accept untagged answers from 0.1 storage nodes (rolling upgrade only).
+    pub legacy_peers: bool,
 }
 
 pub struct RunningGateway {
@@ -101,7 +103,8 @@ pub async fn start(
     membership: watch::Receiver<Arc<Snapshot>>,
 ) -> anyhow::Result<RunningGateway> {
     let hlc = Arc::new(Hlc::new());
-    let client = chunkstore::NodeClient::new(&config.cluster_secret);
+    let client = chunkstore::NodeClient::new(&config.cluster_secret)
+        .accepting_legacy_peers(config.legacy_peers);
     let cluster = Cluster::new(membership.clone(), client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);

@@ -14,6 +14,7 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::time::{Instant, MissedTickBehavior};
 
+use crate::auth::{Guard, wall_clock_ms};
 use crate::broadcast::{self, LoadHandler, LoadTable, LoadVersion};
 use crate::identity::NodeIdentity;
 use crate::limits::{MAX_MEMBERS, MAX_PACKET_SIZE, MAX_SEED_ADDRS, MAX_TIMERS};
@@ -32,12 +33,22 @@ pub(crate) struct Inputs {
     pub(crate) seeds: mpsc::Receiver<Vec<SocketAddr>>,
 }
 
+/// The gossip socket, and the guard that every datagram in and out passes.
+pub(crate) struct Transport {
+    pub(crate) socket: UdpSocket,
+    /// Same socket, non-blocking, for sends that never wait.
+    pub(crate) sender: std::net::UdpSocket,
+    pub(crate) guard: Guard,
+}
+
 pub(crate) struct Agent {
     foca: Swim,
     runtime: AccumulatingRuntime<NodeIdentity>,
     socket: UdpSocket,
     /// Same socket, non-blocking, for sends that never wait.
     sender: std::net::UdpSocket,
+    /// Authenticates every datagram in and out.
+    guard: Guard,
     timers: Timers,
     view: View,
     loads: LoadTable,
@@ -52,8 +63,7 @@ impl Agent {
     pub(crate) fn new(
         identity: NodeIdentity,
         config: foca::Config,
-        socket: UdpSocket,
-        sender: std::net::UdpSocket,
+        transport: Transport,
         view: View,
         rebroadcast_every: Duration,
         snapshots: watch::Sender<Arc<Snapshot>>,
@@ -66,11 +76,17 @@ impl Agent {
         };
         let rng = SmallRng::seed_from_u64(rand::random());
         let handler = LoadHandler::new(loads.clone());
+        let Transport {
+            socket,
+            sender,
+            guard,
+        } = transport;
         Self {
             foca: Foca::with_custom_broadcast(identity, config, rng, PostcardCodec, handler),
             runtime: AccumulatingRuntime::new(),
             socket,
             sender,
+            guard,
             timers: Timers::default(),
             view,
             loads,
@@ -83,7 +99,7 @@ impl Agent {
     }
 
     pub(crate) async fn run(mut self, mut inputs: Inputs) {
-        // One byte more than foca accepts, so an oversized datagram shows as
+        // One byte more than we accept, so an oversized datagram shows as
         // such instead of being silently truncated into something decodable.
         let mut buf = vec![0u8; MAX_PACKET_SIZE + 1];
         let mut rebroadcast = tokio::time::interval_at(
@@ -125,13 +141,18 @@ impl Agent {
     }
 
     fn on_datagram(&mut self, data: &[u8], from: SocketAddr) {
-        if data.len() > MAX_PACKET_SIZE {
-            tracing::debug!(%from, "oversized membership datagram dropped");
-            return;
-        }
-        // Errors are expected from anything that is not a peer (port scans,
-        // stale peers): foca has already dropped the packet.
-        if let Err(error) = self.foca.handle_data(data, &mut self.runtime) {
+        // Counted by reason; only what passes reaches foca.
+        let payload = match self.guard.admit(data, wall_clock_ms()) {
+            Ok(payload) => payload,
+            Err(reason) => {
+                tracing::debug!(%from, ?reason, "membership datagram dropped");
+                return;
+            }
+        };
+        // Errors are still expected from authenticated datagrams (a stale
+        // peer) and, with legacy peers accepted, from anything unauthenticated
+        // (port scans): foca has already dropped the packet.
+        if let Err(error) = self.foca.handle_data(payload, &mut self.runtime) {
             tracing::debug!(%from, %error, "membership datagram dropped");
         }
         self.flush();
@@ -216,10 +237,14 @@ impl Agent {
 
     /// Sends, schedules and logs what foca asked for.
     fn flush(&mut self) {
+        let now_ms = wall_clock_ms();
         while let Some((to, data)) = self.runtime.to_send() {
-            // Never wait on the socket: UDP is lossy anyway and SWIM retries.
-            if let Err(error) = self.sender.send_to(&data, to.gossip_addr) {
-                tracing::debug!(to = %to.gossip_addr, %error, "membership send failed");
+            for datagram in self.guard.outgoing(&data, now_ms) {
+                debug_assert!(datagram.len() <= MAX_PACKET_SIZE);
+                // Never wait on the socket: UDP is lossy anyway and SWIM retries.
+                if let Err(error) = self.sender.send_to(&datagram, to.gossip_addr) {
+                    tracing::debug!(to = %to.gossip_addr, %error, "membership send failed");
+                }
             }
         }
         let now = Instant::now();

@@ -9,6 +9,11 @@
 //! snapshot. Nobody but this crate writes membership: the rest of Flexdrive
 //! only reads snapshots.
 //!
+//! Every datagram carries a MAC under the cluster secret with a timestamp and
+//! a nonce against replays (see `auth.rs`), so a process without the secret
+//! never enters the membership; [`Membership::gossip_stats`] counts what was
+//! dropped and why.
+//!
 //! ```
 //! # #[tokio::main(flavor = "current_thread")]
 //! # async fn main() -> anyhow::Result<()> {
@@ -24,6 +29,8 @@
 //!     http_addr: "127.0.0.1:8080".parse()?,
 //!     seeds: vec![], // the first member; others list its address here
 //!     probe_period: Duration::from_secs(1),
+//!     cluster_secret: "the same secret on every process".into(),
+//!     accept_legacy: false,
 //! })
 //! .await?;
 //! let view = member.snapshot();
@@ -34,10 +41,13 @@
 //! ```
 
 mod agent;
+mod auth;
 mod broadcast;
 mod identity;
 mod limits;
+mod replay;
 mod seeds;
+mod stats;
 mod timing;
 mod view;
 
@@ -51,7 +61,8 @@ use tokio::net::UdpSocket;
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 
-use crate::agent::{Agent, Inputs};
+use crate::agent::{Agent, Inputs, Transport};
+use crate::auth::{Guard, Mode};
 use crate::identity::NodeIdentity;
 use crate::limits::{
     LOAD_REBROADCAST_PERIODS, MAX_ID_LEN, MAX_PROBE_PERIOD, MAX_ZONE_LEN, MIN_PROBE_PERIOD,
@@ -60,6 +71,8 @@ use crate::limits::{
 use crate::seeds::Seeder;
 use crate::timing::periods;
 use crate::view::View;
+
+pub use crate::stats::{GossipCounters, GossipStats};
 
 /// Stable identity of a process (storage nodes persist theirs in the data dir).
 pub type NodeId = String;
@@ -123,7 +136,7 @@ impl Snapshot {
 }
 
 /// How to join.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Config {
     pub id: NodeId,
     pub role: Role,
@@ -139,6 +152,31 @@ pub struct Config {
     pub seeds: Vec<String>,
     /// SWIM probe period; 1 s in production, shorter in tests.
     pub probe_period: Duration,
+    /// Keys the MAC on every gossip datagram; the same on every process.
+    pub cluster_secret: String,
+    /// Rolling upgrade from 0.1 only: also accept unauthenticated gossip, and
+    /// send every datagram a second time unauthenticated, so 0.1 processes
+    /// and this release see each other. While it is on, anyone who reaches
+    /// this member's gossip port can join the cluster through it.
+    pub accept_legacy: bool,
+}
+
+impl std::fmt::Debug for Config {
+    // By hand, so the secret never reaches a log.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Config")
+            .field("id", &self.id)
+            .field("role", &self.role)
+            .field("zone", &self.zone)
+            .field("bind_addr", &self.bind_addr)
+            .field("advertise_addr", &self.advertise_addr)
+            .field("http_addr", &self.http_addr)
+            .field("seeds", &self.seeds)
+            .field("probe_period", &self.probe_period)
+            .field("cluster_secret", &"<redacted>")
+            .field("accept_legacy", &self.accept_legacy)
+            .finish()
+    }
 }
 
 /// A running member.
@@ -148,6 +186,7 @@ pub struct Config {
 pub struct Membership {
     local_addr: SocketAddr,
     view: watch::Receiver<Arc<Snapshot>>,
+    gossip: GossipCounters,
     load: watch::Sender<Option<LoadReport>>,
     stop: Option<oneshot::Sender<()>>,
     agent: Option<JoinHandle<()>>,
@@ -157,6 +196,23 @@ pub struct Membership {
 impl Membership {
     /// Binds the UDP socket, joins through the seeds and starts gossiping.
     pub async fn start(config: Config) -> anyhow::Result<Membership> {
+        let mode = if config.accept_legacy {
+            Mode::AcceptLegacy
+        } else {
+            Mode::Strict
+        };
+        Self::start_in(config, mode).await
+    }
+
+    /// Starts a member that gossips as Flexdrive 0.1 did: plain foca
+    /// datagrams both ways, no MAC, `cluster_secret` and `accept_legacy`
+    /// unused. For tests only, as a 0.1 process or an impostor.
+    #[doc(hidden)]
+    pub async fn start_unauthenticated(config: Config) -> anyhow::Result<Membership> {
+        Self::start_in(config, Mode::Plain).await
+    }
+
+    async fn start_in(config: Config, mode: Mode) -> anyhow::Result<Membership> {
         validate(&config)?;
         let (socket, sender) = bind(config.bind_addr)?;
         let local_addr = socket
@@ -191,12 +247,16 @@ impl Membership {
         let (load, load_rx) = watch::channel(None);
         let (stop, stop_rx) = oneshot::channel();
         let (seeds_tx, seeds_rx) = mpsc::channel(SEED_QUEUE);
+        let gossip = GossipCounters::new();
 
         let agent = Agent::new(
             identity,
-            timing::foca_config(config.probe_period),
-            socket,
-            sender,
+            timing::foca_config(config.probe_period, mode.foca_packet_size()),
+            Transport {
+                socket,
+                sender,
+                guard: Guard::new(mode, &config.cluster_secret, gossip.clone()),
+            },
             view,
             periods(config.probe_period, LOAD_REBROADCAST_PERIODS),
             snapshots,
@@ -224,10 +284,17 @@ impl Membership {
             )
         });
 
-        tracing::info!(id = %config.id, %gossip_addr, seeds = ?config.seeds, "membership started");
+        tracing::info!(id = %config.id, %gossip_addr, seeds = ?config.seeds, ?mode, "membership started");
+        if mode == Mode::AcceptLegacy {
+            tracing::warn!(
+                "accepting unauthenticated gossip from 0.1 processes: anyone who reaches the \
+                 gossip port can join; turn legacy peers off once every process runs this release"
+            );
+        }
         Ok(Membership {
             local_addr,
             view: view_rx,
+            gossip,
             load,
             stop: Some(stop),
             agent: Some(agent),
@@ -248,6 +315,18 @@ impl Membership {
     /// A receiver that sees every new view.
     pub fn watch(&self) -> watch::Receiver<Arc<Snapshot>> {
         self.view.clone()
+    }
+
+    /// What became of the gossip datagrams received so far: accepted, or
+    /// dropped and why.
+    pub fn gossip_stats(&self) -> GossipStats {
+        self.gossip.stats()
+    }
+
+    /// A handle that reads the same counts as [`Membership::gossip_stats`]
+    /// for as long as anyone holds it (a metrics bundle).
+    pub fn gossip_counters(&self) -> GossipCounters {
+        self.gossip.clone()
     }
 
     /// Replaces this member's load report; it is gossiped as a custom broadcast.
@@ -327,6 +406,11 @@ fn validate(config: &Config) -> anyhow::Result<()> {
         bail!(
             "membership: zone {:?} is longer than {MAX_ZONE_LEN} bytes",
             config.zone
+        );
+    }
+    if config.cluster_secret.is_empty() {
+        bail!(
+            "membership: cluster_secret is empty; gossip is authenticated with the cluster secret"
         );
     }
     if !(MIN_PROBE_PERIOD..=MAX_PROBE_PERIOD).contains(&config.probe_period) {

@@ -2,9 +2,29 @@
 
 use std::time::Duration;
 
+use crate::auth;
+
 /// Largest datagram we send or accept: below a 1500-byte Ethernet MTU so
 /// gossip is never fragmented.
 pub(crate) const MAX_PACKET_SIZE: usize = 1400;
+
+/// Largest foca message: the authentication envelope (header and tag) must
+/// fit beside it within [`MAX_PACKET_SIZE`].
+pub(crate) const MAX_FOCA_PACKET_SIZE: usize = MAX_PACKET_SIZE - auth::OVERHEAD;
+
+/// How far an authenticated datagram's send time may be from our clock,
+/// either way. The same skew the cluster's signed internal HTTP requests
+/// accept (chunkstore's `MAX_CLOCK_SKEW`), so a node whose clock is minutes
+/// off still gossips; it is also how long a datagram could be replayed, were
+/// it not for the replay cache.
+pub(crate) const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
+
+/// Authenticated datagrams remembered to refuse replays. Entries leave once
+/// older than [`MAX_CLOCK_SKEW`], when the clock check refuses them anyway. A
+/// member receives a few tens of datagrams a second whatever the cluster size
+/// (SWIM's fan-out is fixed), so a window holds tens of thousands; at about
+/// 50 bytes each the cache stays near 10 MiB at its bound.
+pub(crate) const MAX_REPLAY_ENTRIES: usize = 200_000;
 
 /// Cluster size foca's LAN preset is tuned for (how often an update is
 /// retransmitted, how long suspicion lasts). Flexdrive clusters are tens of

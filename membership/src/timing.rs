@@ -8,10 +8,11 @@
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 
-use crate::limits::{CLUSTER_SIZE_HINT, MAX_PACKET_SIZE};
+use crate::limits::CLUSTER_SIZE_HINT;
 
-/// The foca configuration for a cluster probed every `probe_period`.
-pub(crate) fn foca_config(probe_period: Duration) -> foca::Config {
+/// The foca configuration for a cluster probed every `probe_period`, whose
+/// messages (sent and received) are at most `max_packet_size` bytes.
+pub(crate) fn foca_config(probe_period: Duration, max_packet_size: usize) -> foca::Config {
     let size = NonZeroU32::new(CLUSTER_SIZE_HINT).unwrap_or(NonZeroU32::MIN);
     let lan = foca::Config::new_lan(size);
     let base = lan.probe_period;
@@ -31,7 +32,7 @@ pub(crate) fn foca_config(probe_period: Duration) -> foca::Config {
         periodic_announce: periodic(lan.periodic_announce.clone()),
         periodic_announce_to_down_members: periodic(lan.periodic_announce_to_down_members.clone()),
         periodic_gossip: periodic(lan.periodic_gossip.clone()),
-        max_packet_size: NonZeroUsize::new(MAX_PACKET_SIZE).unwrap_or(lan.max_packet_size),
+        max_packet_size: NonZeroUsize::new(max_packet_size).unwrap_or(lan.max_packet_size),
         // `remove_down_after` (24 h) is not scaled: it is how long foca
         // remembers a down address, not a detection delay. Our own view keeps
         // down members by id regardless.
@@ -53,20 +54,21 @@ pub(crate) fn periods(probe_period: Duration, periods: u32) -> Duration {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::limits::MAX_FOCA_PACKET_SIZE;
 
     #[test]
     fn production_period_keeps_the_lan_preset() {
         let lan = foca::Config::new_lan(NonZeroU32::new(CLUSTER_SIZE_HINT).unwrap());
-        let ours = foca_config(Duration::from_secs(1));
+        let ours = foca_config(Duration::from_secs(1), MAX_FOCA_PACKET_SIZE);
         assert_eq!(ours.probe_period, lan.probe_period);
         assert_eq!(ours.probe_rtt, lan.probe_rtt);
         assert_eq!(ours.suspect_to_down_after, lan.suspect_to_down_after);
-        assert_eq!(ours.max_packet_size.get(), MAX_PACKET_SIZE);
+        assert_eq!(ours.max_packet_size.get(), MAX_FOCA_PACKET_SIZE);
     }
 
     #[test]
     fn short_period_scales_detection_down() {
-        let ours = foca_config(Duration::from_millis(200));
+        let ours = foca_config(Duration::from_millis(200), MAX_FOCA_PACKET_SIZE);
         assert_eq!(ours.probe_period, Duration::from_millis(200));
         assert_eq!(ours.probe_rtt, Duration::from_millis(100));
         assert!(ours.probe_rtt < ours.probe_period);

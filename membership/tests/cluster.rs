@@ -1,33 +1,13 @@
 //! Real clusters on 127.0.0.1: every member binds its own UDP port and the
 //! tests only look at what a user of the crate sees, the snapshots.
 
+mod common;
+
 use std::net::{SocketAddr, UdpSocket};
-use std::sync::Arc;
 use std::time::Duration;
 
-use membership::{Config, LoadReport, MemberState, Membership, Role, Snapshot};
-
-/// Short probe period so failure detection takes seconds, not tens of them.
-const PROBE_PERIOD: Duration = Duration::from_millis(200);
-/// How long any expected view may take to appear.
-const DEADLINE: Duration = Duration::from_secs(10);
-
-fn http_addr(port: u16) -> SocketAddr {
-    SocketAddr::from(([127, 0, 0, 1], port))
-}
-
-fn config(id: &str, role: Role, zone: &str, http_port: u16, seeds: &[SocketAddr]) -> Config {
-    Config {
-        id: id.into(),
-        role,
-        zone: zone.into(),
-        bind_addr: SocketAddr::from(([127, 0, 0, 1], 0)),
-        advertise_addr: None,
-        http_addr: http_addr(http_port),
-        seeds: seeds.iter().map(ToString::to_string).collect(),
-        probe_period: PROBE_PERIOD,
-    }
-}
+use common::{PROBE_PERIOD, all_alive, config, http_addr, init_tracing, state_of, wait_for};
+use membership::{LoadReport, MemberState, Membership, Role};
 
 async fn start(
     id: &str,
@@ -36,54 +16,10 @@ async fn start(
     http_port: u16,
     seeds: &[SocketAddr],
 ) -> Membership {
-    // RUST_LOG=membership=debug,foca=debug shows what the cluster did.
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
+    init_tracing();
     Membership::start(config(id, role, zone, http_port, seeds))
         .await
         .expect("member starts")
-}
-
-/// Waits until `member`'s view satisfies `holds`, or fails the test after
-/// [`DEADLINE`] showing the last view.
-async fn wait_for(
-    member: &Membership,
-    what: &str,
-    holds: impl Fn(&Snapshot) -> bool,
-) -> Arc<Snapshot> {
-    let mut views = member.watch();
-    let found = tokio::time::timeout(DEADLINE, async {
-        loop {
-            let view = views.borrow_and_update().clone();
-            if holds(&view) {
-                return view;
-            }
-            if views.changed().await.is_err() {
-                panic!("{what}: membership stopped; last view: {view:#?}");
-            }
-        }
-    })
-    .await;
-    match found {
-        Ok(view) => view,
-        Err(_) => panic!(
-            "{what}: not within {DEADLINE:?}; last view: {:#?}",
-            member.snapshot()
-        ),
-    }
-}
-
-fn state_of(view: &Snapshot, id: &str) -> Option<MemberState> {
-    view.get(id).map(|m| m.state)
-}
-
-fn all_alive(view: &Snapshot, ids: &[&str]) -> bool {
-    view.members.len() == ids.len()
-        && ids
-            .iter()
-            .all(|id| state_of(view, id) == Some(MemberState::Alive))
 }
 
 /// Three storage nodes and a gateway, all seeded with the first one.
@@ -285,6 +221,10 @@ async fn garbage_datagrams_do_not_break_a_member() {
 
     // Both keep probing each other, and can still take a new member in.
     tokio::time::sleep(PROBE_PERIOD * 5).await;
+    for member in [&first, &second] {
+        let stats = member.gossip_stats();
+        assert!(stats.dropped() >= payloads.len() as u64, "{stats:?}");
+    }
     let third = start("s3", Role::Storage, "zone-c", 9003, &[first.local_addr()]).await;
     for member in [&first, &second, &third] {
         wait_for(member, "all three alive", |v| {
@@ -314,6 +254,11 @@ async fn configuration_mistakes_are_reported_at_start() {
     let mut zero_period = config("s1", Role::Storage, "z", 9001, &[]);
     zero_period.probe_period = Duration::ZERO;
     assert!(Membership::start(zero_period).await.is_err());
+
+    let mut no_secret = config("s1", Role::Storage, "z", 9001, &[]);
+    no_secret.cluster_secret.clear();
+    let error = Membership::start(no_secret).await.err().expect("rejected");
+    assert!(error.to_string().contains("cluster_secret"), "{error}");
 }
 
 #[test]

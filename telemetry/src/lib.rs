@@ -27,5 +27,5 @@ mod members;
 pub use bundle::{Bundle, BundleBuilder};
 pub use health::{CachedCheck, Readiness};
 pub use http::{Answer, Ops, bind, encode, serve, serve_ops};
-pub use members::{gauge_bytes, membership_metrics};
+pub use members::{gauge_bytes, gossip_metrics, membership_metrics};
 pub use prometheus;

@@ -1,9 +1,11 @@
 //! Gauges read from a membership view at scrape time: members by role and
-//! state, and the load every storage node gossips.
+//! state, and the load every storage node gossips; and the counts of gossip
+//! datagrams a member accepted or dropped.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
-use membership::{MemberState, Role, Snapshot};
+use membership::{GossipStats, MemberState, Role, Snapshot};
+use prometheus::IntCounter;
 use tokio::sync::watch;
 
 use crate::bundle::{Bundle, BundleBuilder};
@@ -75,7 +77,92 @@ pub fn membership_metrics(view: watch::Receiver<Arc<Snapshot>>) -> Bundle {
     b.build()
 }
 
+/// `flexdrive_gossip_datagrams_accepted_total{auth}` and
+/// `flexdrive_gossip_datagrams_dropped_total{reason}` of one member, read
+/// from `stats` (e.g. `Membership::gossip_counters`) at scrape time. Like the
+/// members gauges, register one member's per process.
+pub fn gossip_metrics(stats: impl Fn() -> GossipStats + Send + Sync + 'static) -> Bundle {
+    let mut b = BundleBuilder::new();
+    let accepted = b.counter_vec(
+        "flexdrive_gossip_datagrams_accepted_total",
+        "Gossip datagrams handed to SWIM, by authentication (authenticated; legacy: \
+         unauthenticated, from 0.1 processes while legacy peers are accepted).",
+        &["auth"],
+    );
+    let dropped = b.counter_vec(
+        "flexdrive_gossip_datagrams_dropped_total",
+        "Gossip datagrams dropped before SWIM, by reason (unauthenticated, malformed, \
+         oversized, bad_tag, stale_or_future, replay, cache_full).",
+        &["reason"],
+    );
+    // Two scrapes at once must not both add the same increase.
+    let scrape = Mutex::new(());
+    b.on_collect(move || {
+        let _one_at_a_time = scrape.lock().unwrap_or_else(PoisonError::into_inner);
+        let now = stats();
+        catch_up(
+            &accepted.with_label_values(&["authenticated"]),
+            now.accepted,
+        );
+        catch_up(
+            &accepted.with_label_values(&["legacy"]),
+            now.legacy_accepted,
+        );
+        for (reason, count) in now.dropped_by_reason() {
+            catch_up(&dropped.with_label_values(&[reason]), count);
+        }
+    });
+    b.build()
+}
+
+/// Brings a counter that mirrors `total` up to it (counters only go up).
+fn catch_up(counter: &IntCounter, total: u64) {
+    let behind = total.saturating_sub(counter.get());
+    if behind > 0 {
+        counter.inc_by(behind);
+    }
+}
+
 /// Bytes as a gauge value (i64; no disk is 8 EiB).
 pub fn gauge_bytes(bytes: u64) -> i64 {
     i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gossip_counts_appear_by_reason_and_follow_the_member() {
+        let current = Arc::new(Mutex::new(GossipStats::default()));
+        let source = current.clone();
+        let bundle = gossip_metrics(move || *source.lock().unwrap());
+        let registry = prometheus::Registry::new();
+        bundle.register(&registry).unwrap();
+
+        let text = crate::encode(&registry);
+        for reason in ["unauthenticated", "bad_tag", "replay", "cache_full"] {
+            let series =
+                format!("flexdrive_gossip_datagrams_dropped_total{{reason=\"{reason}\"}} 0");
+            assert!(text.contains(&series), "{text}");
+        }
+
+        *current.lock().unwrap() = GossipStats {
+            accepted: 40,
+            legacy_accepted: 2,
+            bad_tag: 3,
+            ..GossipStats::default()
+        };
+        crate::encode(&registry);
+        current.lock().unwrap().bad_tag = 5;
+        let text = crate::encode(&registry);
+        for series in [
+            "flexdrive_gossip_datagrams_accepted_total{auth=\"authenticated\"} 40",
+            "flexdrive_gossip_datagrams_accepted_total{auth=\"legacy\"} 2",
+            "flexdrive_gossip_datagrams_dropped_total{reason=\"bad_tag\"} 5",
+            "flexdrive_gossip_datagrams_dropped_total{reason=\"replay\"} 0",
+        ] {
+            assert!(text.contains(series), "{series} in {text}");
+        }
+    }
 }

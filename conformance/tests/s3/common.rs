@@ -11,7 +11,7 @@ use aws_sigv4::http_request::{SignableBody, SignableRequest, SigningSettings, si
 use aws_sigv4::sign::v4;
 use bytes::Bytes;
 use chunkstore::ScrubConfig;
-use flexdrive::{Embedded, EmbeddedConfig};
+use flexdrive::{Embedded, EmbeddedConfig, NodeTuning};
 use gateway::workers::BackgroundConfig;
 use gateway::workers::lifecycle::LifecycleConfig;
 use gateway::workers::repair::RepairConfig;
@@ -99,8 +99,24 @@ impl TestCluster {
         background: BackgroundConfig,
         scrub: ScrubConfig,
     ) -> TestCluster {
+        let nodes = NodeTuning {
+            scrub,
+            ..NodeTuning::default()
+        };
+        TestCluster::start_tuned(storage_nodes, chunk_size, background, nodes).await
+    }
+
+    /// `storage_nodes` storage nodes started with `nodes` (scrubbing, scan
+    /// bounds, replication timing) whose background workers run on
+    /// `background`, and a gateway.
+    pub async fn start_tuned(
+        storage_nodes: usize,
+        chunk_size: usize,
+        background: BackgroundConfig,
+        nodes: NodeTuning,
+    ) -> TestCluster {
         let dir = tempfile::tempdir().expect("temp dir");
-        TestCluster::start_in_with(dir, storage_nodes, chunk_size, background, scrub).await
+        TestCluster::start_in_with(dir, storage_nodes, chunk_size, background, nodes).await
     }
 
     async fn start_in(
@@ -109,8 +125,14 @@ impl TestCluster {
         chunk_size: usize,
         background: BackgroundConfig,
     ) -> TestCluster {
-        let scrub = ScrubConfig::default();
-        TestCluster::start_in_with(dir, storage_nodes, chunk_size, background, scrub).await
+        TestCluster::start_in_with(
+            dir,
+            storage_nodes,
+            chunk_size,
+            background,
+            NodeTuning::default(),
+        )
+        .await
     }
 
     async fn start_in_with(
@@ -118,7 +140,7 @@ impl TestCluster {
         storage_nodes: usize,
         chunk_size: usize,
         background: BackgroundConfig,
-        scrub: ScrubConfig,
+        nodes: NodeTuning,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -131,7 +153,7 @@ impl TestCluster {
             domains: vec!["localhost".into()],
             probe_period: PROBE_PERIOD,
             background,
-            scrub,
+            nodes,
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(ADMIN_TOKEN.into()),
         })

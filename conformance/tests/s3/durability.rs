@@ -247,9 +247,10 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
                 for id in layout.partition_replicas(SYSTEM_PARTITION) {
                     let addr = cluster.addr_of(id).unwrap();
                     match nodes
-                        .meta_get(addr, Table::Buckets, &bucket_key)
+                        .meta_get(addr, layout.epoch(), Table::Buckets, &bucket_key)
                         .await
-                        .unwrap()
+                        .ok()
+                        .flatten()
                     {
                         Some(r) => {
                             bucket_id = r
@@ -266,9 +267,10 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
                 for id in layout.partition_replicas(model::bucket_partition(&bucket_id)) {
                     let addr = cluster.addr_of(id).unwrap();
                     if nodes
-                        .meta_get(addr, Table::Objects, &key)
+                        .meta_get(addr, layout.epoch(), Table::Objects, &key)
                         .await
-                        .unwrap()
+                        .ok()
+                        .flatten()
                         .is_none()
                     {
                         missing.push(format!("object in {b} on {id}"));

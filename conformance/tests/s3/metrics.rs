@@ -183,12 +183,14 @@ async fn a_storage_node_serves_its_own_metrics_and_health() {
         let data_dir = dir.path().join("node");
         let loopback = "127.0.0.1:0".parse().unwrap();
         let mut role = flexdrive::StorageRole::start(
-            chunkstore::StorageConfig {
-                data_dir: data_dir.clone(),
-                http_addr: loopback,
-                cluster_secret: "metrics-test-cluster-secret".into(),
-                capacity_bytes: Some(1 << 30),
-                scrub: Default::default(),
+            {
+                let mut config = chunkstore::StorageConfig::new(
+                    data_dir.clone(),
+                    loopback,
+                    "metrics-test-cluster-secret",
+                );
+                config.capacity_bytes = Some(1 << 30);
+                config
             },
             flexdrive::GossipConfig {
                 bind_addr: loopback,
@@ -196,6 +198,7 @@ async fn a_storage_node_serves_its_own_metrics_and_health() {
                 seeds: vec![],
                 zone: "zone1".into(),
                 probe_period: Duration::from_millis(200),
+                legacy_peers: false,
             },
             Default::default(),
         )

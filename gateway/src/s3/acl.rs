@@ -278,7 +278,7 @@ impl Inner {
         let public = is_public_read(&grants);
         self.update_bucket(&input.bucket, |b| {
             b.public_read = public;
-            b.acl = Some(grants);
+            b.acl = Some(grants.clone());
         })
         .await?;
         Ok(S3Response::new(PutBucketAclOutput {}))

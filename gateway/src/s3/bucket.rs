@@ -2,14 +2,14 @@
 
 use std::time::{Duration, UNIX_EPOCH};
 
-use chunkstore::Table;
+use chunkstore::{Condition, Record, Table};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::{Inner, requester};
 use crate::acl::{AclGrant, Canned, Resource, is_public_read};
 use crate::keys::permissions;
-use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION};
+use crate::limits::{MAX_SCAN_ROUNDS, MAX_UPDATE_ATTEMPTS, SCAN_BATCH, SYSTEM_PARTITION};
 use crate::store::hlc::wall_ms;
 use crate::store::model::{self, BucketRecord, ObjectRecord, Versioning};
 
@@ -55,36 +55,56 @@ impl Inner {
     }
 
     /// Changes fields of a bucket's record (tags, configurations) by read,
-    /// modify, write. Two updates of one bucket at the same moment can lose
-    /// one of them (see `Tables::rewrite`); a concurrent delete always wins.
+    /// modify, write, checked on the system partition's primary: the write
+    /// goes through only if the record is still the one read, so two
+    /// concurrent changes never lose one (the later is made again on the
+    /// record the earlier left) and a concurrent delete always wins.
     pub(crate) async fn update_bucket(
         &self,
         name: &str,
-        change: impl FnOnce(&mut BucketRecord),
+        change: impl Fn(&mut BucketRecord),
     ) -> S3Result<BucketRecord> {
         let key = model::bucket_key(name);
-        let read = self
-            .tables
-            .get(Table::Buckets, SYSTEM_PARTITION, &key)
-            .await?
-            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
-        let mut bucket = read
-            .value
-            .as_deref()
-            .and_then(model::decode::<BucketRecord>)
-            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
-        change(&mut bucket);
-        self.tables
-            .rewrite(
-                Table::Buckets,
-                SYSTEM_PARTITION,
-                &read,
-                Some(model::encode(&bucket)),
-            )
-            .await?;
-        self.cors_cache.forget(name);
-        self.bucket_cache.forget(name);
-        Ok(bucket)
+        let no_such_bucket = || s3_error!(NoSuchBucket, "bucket {name} does not exist");
+        for _ in 0..MAX_UPDATE_ATTEMPTS {
+            let read = self
+                .tables
+                .get(Table::Buckets, SYSTEM_PARTITION, &key)
+                .await?
+                .ok_or_else(no_such_bucket)?;
+            let mut bucket = read
+                .value
+                .as_deref()
+                .and_then(model::decode::<BucketRecord>)
+                .ok_or_else(no_such_bucket)?;
+            change(&mut bucket);
+            let write = Record {
+                key: key.clone(),
+                ts: self.tables.now(),
+                value: Some(model::encode(&bucket)),
+            };
+            let outcome = self
+                .tables
+                .conditional(
+                    Table::Buckets,
+                    SYSTEM_PARTITION,
+                    Condition::Unchanged(read.ts),
+                    write,
+                )
+                .await?;
+            if outcome.written {
+                self.cors_cache.forget(name);
+                self.bucket_cache.forget(name);
+                return Ok(bucket);
+            }
+            if outcome.record.is_none_or(|r| r.value.is_none()) {
+                return Err(no_such_bucket());
+            }
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "bucket {name} is being changed by many requests at once; retry"
+        ))
     }
 
     /// Every bucket, by name (bounded: MAX_SCAN_ROUNDS pages).
@@ -294,24 +314,27 @@ impl Inner {
             policy: None,
             public_access_block: None,
         };
-        self.tables
-            .put(
-                Table::Buckets,
-                SYSTEM_PARTITION,
-                model::bucket_key(name),
-                Some(model::encode(&record)),
-            )
+        // Created through the system partition's primary, only if no bucket
+        // of that name is live: of racing creates exactly one wins, and a
+        // create can never replace an existing bucket's id (which would
+        // orphan its objects).
+        let write = Record {
+            key: model::bucket_key(name),
+            ts: self.tables.now(),
+            value: Some(model::encode(&record)),
+        };
+        let outcome = self
+            .tables
+            .conditional(Table::Buckets, SYSTEM_PARTITION, Condition::Absent, write)
             .await?;
-        // Two creates racing both write; last writer wins. The one that lost
-        // finds out here rather than writing objects into a bucket id nobody
-        // will see. (Serialising creates through the partition's primary is
-        // the complete answer, with conditional writes.)
-        let winner = self.bucket(name).await?;
-        if winner.id != record.id {
-            return Err(if winner.owner == record.owner {
-                s3_error!(BucketAlreadyOwnedByYou)
-            } else {
-                s3_error!(BucketAlreadyExists)
+        if !outcome.written {
+            let winner = outcome
+                .record
+                .and_then(|r| r.value)
+                .and_then(|v| model::decode::<BucketRecord>(&v));
+            return Err(match winner {
+                Some(w) if w.owner == record.owner => s3_error!(BucketAlreadyOwnedByYou),
+                _ => s3_error!(BucketAlreadyExists),
             });
         }
         Ok(record)
@@ -349,22 +372,49 @@ impl Inner {
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise).
+    /// Deletes an empty bucket (BucketNotEmpty otherwise), through the
+    /// system partition's primary and only if the record is still the one
+    /// checked, so that a bucket re-created or changed meanwhile stays.
     pub(crate) async fn drop_bucket(&self, name: &str) -> S3Result<()> {
-        let bucket = self.bucket(name).await?;
+        let key = model::bucket_key(name);
+        let read = self
+            .tables
+            .get(Table::Buckets, SYSTEM_PARTITION, &key)
+            .await?
+            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
+        let bucket = read
+            .value
+            .as_deref()
+            .and_then(model::decode::<BucketRecord>)
+            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
         if self.has_objects(&bucket).await? {
             return Err(s3_error!(BucketNotEmpty));
         }
-        self.tables
-            .put(
+        let tombstone = Record {
+            key,
+            ts: self.tables.now(),
+            value: None,
+        };
+        let outcome = self
+            .tables
+            .conditional(
                 Table::Buckets,
                 SYSTEM_PARTITION,
-                model::bucket_key(&bucket.name),
-                None,
+                Condition::Unchanged(read.ts),
+                tombstone,
             )
             .await?;
         self.cors_cache.forget(&bucket.name);
         self.bucket_cache.forget(&bucket.name);
+        if !outcome.written {
+            return Err(match outcome.record.and_then(|r| r.value) {
+                None => s3_error!(NoSuchBucket, "bucket {name} does not exist"),
+                Some(_) => s3_error!(
+                    OperationAborted,
+                    "bucket {name} changed while it was being deleted; retry"
+                ),
+            });
+        }
         Ok(())
     }
 

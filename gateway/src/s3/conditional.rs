@@ -1,10 +1,10 @@
 //! Conditional writes: `If-None-Match: *` and `If-Match: <etag>` on
 //! PutObject and CompleteMultipartUpload. They are checked once before any
 //! data is stored (a cheap early refusal) and again, atomically with the
-//! write, on the partition's primary (see `Tables::cas`), so that of N
-//! racing creates of one key exactly one wins, whichever gateway each used.
+//! write, on the partition's primary (see `Tables::conditional`), so that of
+//! N racing creates of one key exactly one wins, whichever gateway each used.
 
-use chunkstore::{CasOutcome, CasRequest, Expect, Record, Table};
+use chunkstore::{Condition, Record, Table};
 use s3s::dto::ETagCondition;
 use s3s::{S3Result, s3_error};
 
@@ -40,10 +40,10 @@ impl WriteCondition {
         }
     }
 
-    fn expect(&self) -> Expect {
+    fn to_condition(&self) -> Condition {
         match self {
-            WriteCondition::Absent => Expect::Absent,
-            WriteCondition::ETag(e) => Expect::ETag(e.clone()),
+            WriteCondition::Absent => Condition::Absent,
+            WriteCondition::ETag(e) => Condition::ETag(e.clone()),
         }
     }
 
@@ -95,7 +95,8 @@ impl Inner {
     }
 
     /// Writes `write` if `condition` holds, atomically on the partition's
-    /// primary. `seen` is the record as read at quorum before.
+    /// primary. `seen` is the record as read at quorum before (the early
+    /// check is made on it).
     pub(crate) async fn write_if(
         &self,
         partition: u16,
@@ -103,28 +104,29 @@ impl Inner {
         seen: Option<Record>,
         write: Record,
     ) -> S3Result<()> {
-        let seen_record = seen
-            .as_ref()
-            .and_then(|r| r.value.as_deref())
-            .and_then(model::decode::<ObjectRecord>)
-            .unwrap_or_default();
+        let seen_record = decoded(seen.as_ref());
         condition.check(current_etag(&seen_record), false)?;
-        let req = CasRequest {
-            expect: condition.expect(),
-            seen,
-            write,
-        };
-        match self.tables.cas(Table::Objects, partition, req).await? {
-            CasOutcome::Written(_) => Ok(()),
-            CasOutcome::Refused { current_etag } => {
-                condition.check(current_etag.as_deref(), true)?;
-                // The primary refused although the ETag it reports matches:
-                // a concurrent write changed the object in between.
-                Err(s3_error!(
-                    ConditionalRequestConflict,
-                    "a concurrent write changed the object; retry"
-                ))
-            }
+        let outcome = self
+            .tables
+            .conditional(Table::Objects, partition, condition.to_condition(), write)
+            .await?;
+        if outcome.written {
+            return Ok(());
         }
+        let current = decoded(outcome.record.as_ref());
+        condition.check(current_etag(&current), true)?;
+        // Refused although the current ETag matches: a concurrent write
+        // changed the object in between.
+        Err(s3_error!(
+            ConditionalRequestConflict,
+            "a concurrent write changed the object; retry"
+        ))
     }
+}
+
+fn decoded(record: Option<&Record>) -> ObjectRecord {
+    record
+        .and_then(|r| r.value.as_deref())
+        .and_then(model::decode::<ObjectRecord>)
+        .unwrap_or_default()
 }

@@ -228,7 +228,7 @@ impl Inner {
     ) -> S3Result<S3Response<PutBucketCorsOutput>> {
         let input = req.input;
         let rules = rules_from(input.cors_configuration)?;
-        self.update_bucket(&input.bucket, |b| b.cors = Some(rules))
+        self.update_bucket(&input.bucket, |b| b.cors = Some(rules.clone()))
             .await?;
         Ok(S3Response::new(PutBucketCorsOutput {}))
     }

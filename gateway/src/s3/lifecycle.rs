@@ -272,7 +272,7 @@ impl Inner {
                 "Rule ID must be unique. Found same ID for more than one rule"
             ));
         }
-        self.update_bucket(&input.bucket, |b| b.lifecycle = Some(rules))
+        self.update_bucket(&input.bucket, |b| b.lifecycle = Some(rules.clone()))
             .await?;
         Ok(S3Response::new(
             PutBucketLifecycleConfigurationOutput::default(),

@@ -588,7 +588,7 @@ impl Inner {
             ));
         }
         let text = input.policy;
-        self.update_bucket(&input.bucket, |b| b.policy = Some(text))
+        self.update_bucket(&input.bucket, |b| b.policy = Some(text.clone()))
             .await?;
         Ok(S3Response::new(PutBucketPolicyOutput {}))
     }

@@ -223,7 +223,8 @@ impl Inner {
     ) -> S3Result<S3Response<PutBucketTaggingOutput>> {
         let input = req.input;
         let tags = from_tag_set(input.tagging.tag_set, MAX_BUCKET_TAGS)?;
-        self.update_bucket(&input.bucket, |b| b.tags = tags).await?;
+        self.update_bucket(&input.bucket, |b| b.tags = tags.clone())
+            .await?;
         Ok(S3Response::new(PutBucketTaggingOutput {}))
     }
 

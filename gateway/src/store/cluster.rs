@@ -1,41 +1,55 @@
-//! The gateway's view of the cluster: the layout (every storage node that
-//! holds data, alive or not), which of them are alive and how loaded, where a
-//! metadata partition lives (rendezvous hashing) and where a new chunk goes
-//! (power of two choices by load).
+//! This process's view of the cluster: the layout (the registry of storage
+//! nodes, alive or not, and the layout history that says which of them hold
+//! which partitions in which version), which nodes are alive and how
+//! loaded, where a metadata partition is read and written, and where a new
+//! chunk goes (power of two choices by load).
+//!
+//! The layout is read from the storage nodes (`GET /layout`), merged (the
+//! later epoch wins, trackers by maximum, registry entries by timestamp)
+//! and given back to nodes found behind. Only the storage nodes' layout
+//! leader decides new epochs (`crate::workers::layout`); gateways follow.
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
-use chunkstore::placement::{LayoutEntry, META_REPLICAS, NodeState, PARTITIONS, replicas};
-use chunkstore::{NodeClient, Record, Table};
+use chunkstore::layout::{LayoutHistory, Placement};
+use chunkstore::layout_store::registry_entry;
+use chunkstore::placement::{LayoutEntry, NodeState};
+use chunkstore::{ClientError, LayoutSnapshot, NodeClient, Record, Table};
 use membership::{MemberState, Role, Snapshot};
-use rand::seq::IndexedRandom;
+use rand::seq::{IndexedRandom, SliceRandom};
 use tokio::sync::watch;
 
 use crate::limits::{LAYOUT_REFRESH, REPLICAS};
 use crate::metrics::GatewayMetrics;
 use crate::store::hlc::Hlc;
 
-/// The storage nodes that hold partitions, and the replica set of every
-/// partition computed from them.
+/// The registry of storage nodes and the layout history, with the
+/// placement they imply.
 #[derive(Debug, Default)]
 pub struct Layout {
     nodes: BTreeMap<String, (u64, LayoutEntry)>,
-    /// Replica node ids per partition, index = partition (system partition last).
-    replicas: Vec<Vec<String>>,
+    history: LayoutHistory,
+    placement: Arc<Placement>,
 }
 
 impl Layout {
-    fn from_nodes(nodes: BTreeMap<String, (u64, LayoutEntry)>) -> Layout {
-        let entries: Vec<&LayoutEntry> = nodes.values().map(|(_, e)| e).collect();
-        let replicas = (0..=PARTITIONS)
-            .map(|p| replicas(p, entries.iter().copied(), META_REPLICAS))
-            .collect();
-        Layout { nodes, replicas }
+    fn new(nodes: BTreeMap<String, (u64, LayoutEntry)>, history: LayoutHistory) -> Layout {
+        let placement = if history.epoch() == 0 {
+            Placement::from_registry(nodes.values().map(|(_, e)| e))
+        } else {
+            Placement::new(&history.committed)
+        };
+        Layout {
+            nodes,
+            history,
+            placement: Arc::new(placement),
+        }
     }
 
+    /// Storage nodes in the registry.
     pub fn len(&self) -> usize {
         self.nodes.len()
     }
@@ -48,7 +62,7 @@ impl Layout {
         self.nodes.get(id).map(|(_, e)| e)
     }
 
-    /// A node's state in the layout; None when the layout does not know it.
+    /// A node's state in the registry; None when it does not know the node.
     pub fn state(&self, id: &str) -> Option<NodeState> {
         self.entry(id).map(|e| e.state)
     }
@@ -57,16 +71,23 @@ impl Layout {
         self.nodes.values().map(|(_, e)| e)
     }
 
-    /// Every partition's replicas: equal placements mean no record moves.
-    pub fn placement(&self) -> &[Vec<String>] {
-        &self.replicas
+    /// The decided epoch (0: none yet; partitions follow the registry).
+    pub fn epoch(&self) -> u64 {
+        self.history.epoch()
     }
 
+    pub fn history(&self) -> &LayoutHistory {
+        &self.history
+    }
+
+    /// Where partitions are read and written at this epoch.
+    pub fn placement(&self) -> &Arc<Placement> {
+        &self.placement
+    }
+
+    /// The replicas a partition is read from (the readable version's).
     pub fn partition_replicas(&self, partition: u16) -> &[String] {
-        self.replicas
-            .get(partition as usize)
-            .map(Vec::as_slice)
-            .unwrap_or(&[])
+        self.placement.read_set(partition)
     }
 }
 
@@ -100,6 +121,10 @@ impl Drop for InFlight {
     }
 }
 
+/// Every node's answer of one refresh: its id and the epoch it holds
+/// (None: it did not answer).
+pub type NodeEpochs = BTreeMap<String, Option<u64>>;
+
 impl Cluster {
     pub fn new(
         membership: watch::Receiver<Arc<Snapshot>>,
@@ -111,8 +136,8 @@ impl Cluster {
             layout: RwLock::new(Arc::new(Layout::default())),
             in_flight: Mutex::new(HashMap::new()),
             client,
+            metrics: GatewayMetrics::new(hlc.clone()),
             hlc,
-            metrics: GatewayMetrics::new(),
         })
     }
 
@@ -123,6 +148,10 @@ impl Cluster {
 
     pub fn client(&self) -> &NodeClient {
         &self.client
+    }
+
+    pub fn hlc(&self) -> &Arc<Hlc> {
+        &self.hlc
     }
 
     pub fn layout(&self) -> Arc<Layout> {
@@ -183,7 +212,7 @@ impl Cluster {
     }
 
     /// Where a node is reachable now: membership first (it follows restarts),
-    /// then the layout.
+    /// then the registry.
     pub fn addr_of(&self, node_id: &str) -> Option<SocketAddr> {
         let snapshot = self.snapshot();
         if let Some(m) = snapshot.get(node_id) {
@@ -198,11 +227,20 @@ impl Cluster {
             .is_some_and(|m| m.role == Role::Storage && m.state != MemberState::Down)
     }
 
-    /// Replicas of a partition that could answer now, live ones first.
+    /// The replicas a partition is read from, with their address and
+    /// whether they are alive, live ones first.
     pub fn partition_nodes(&self, partition: u16) -> Vec<(String, SocketAddr, bool)> {
-        let layout = self.layout();
-        let mut nodes: Vec<(String, SocketAddr, bool)> = layout
-            .partition_replicas(partition)
+        self.located(self.layout().placement().read_set(partition))
+    }
+
+    /// Every replica a write of the partition goes to (of every live
+    /// layout version), live ones first.
+    pub fn write_nodes(&self, partition: u16) -> Vec<(String, SocketAddr, bool)> {
+        self.located(&self.layout().placement().write_nodes(partition))
+    }
+
+    fn located(&self, ids: &[String]) -> Vec<(String, SocketAddr, bool)> {
+        let mut nodes: Vec<(String, SocketAddr, bool)> = ids
             .iter()
             .filter_map(|id| {
                 let addr = self.addr_of(id)?;
@@ -242,25 +280,13 @@ impl Cluster {
             .map(|n| (*n).clone())
     }
 
-    /// Keeps the layout up to date until the process ends: every storage node
-    /// seen through membership is added, the layout recorded on the live
-    /// storage nodes (by any gateway, earlier) is merged in, so a restarted
-    /// gateway still knows nodes that are down now, and every live node is
-    /// given the entries it lacks.
+    /// Keeps this gateway's layout up to date until the process ends: a few
+    /// live storage nodes are asked every [`LAYOUT_REFRESH`] and on every
+    /// change of membership, and nodes found behind are given the newer one.
     pub async fn maintain_layout(self: Arc<Self>) {
-        self.keep_layout(true).await;
-    }
-
-    /// Keeps this process's view of the layout up to date without writing
-    /// it (the storage nodes' background workers: gateways maintain it).
-    pub async fn follow_layout(self: Arc<Self>) {
-        self.keep_layout(false).await;
-    }
-
-    async fn keep_layout(self: Arc<Self>, write: bool) {
         let mut watch = self.membership.clone();
         loop {
-            self.refresh(write).await;
+            self.refresh(REPLICAS).await;
             tokio::select! {
                 _ = tokio::time::sleep(LAYOUT_REFRESH) => {}
                 changed = watch.changed() => {
@@ -272,145 +298,189 @@ impl Cluster {
         }
     }
 
-    /// One round of [`Cluster::maintain_layout`].
+    /// One round of [`Cluster::maintain_layout`], asking every live node.
     pub async fn refresh_layout(&self) {
-        self.refresh(true).await;
+        self.refresh(usize::MAX).await;
     }
 
-    async fn refresh(&self, write: bool) {
+    /// Asks up to `ask` live storage nodes for their layout, merges what
+    /// they hold, gives it back to those behind, and returns each asked
+    /// node's epoch.
+    pub async fn refresh(&self, ask: usize) -> NodeEpochs {
+        let mut live = self.live_storage();
+        live.shuffle(&mut rand::rng());
+        live.truncate(ask);
+        let answers = futures::future::join_all(
+            live.iter()
+                .map(|node| async move { (node, self.fetch_layout(node.addr).await) }),
+        )
+        .await;
         let current = self.layout();
         let mut nodes = current.nodes.clone();
-        let live = self.live_storage();
-
-        // What the live storage nodes remember (a follower asks a few: the
-        // writers make every node hold the whole layout).
-        let asked = if write { live.len() } else { REPLICAS };
-        let scans = live.iter().take(asked).map(|node| async move {
-            match self
-                .client
-                .meta_scan(node.addr, Table::Layout, &[], &[], 10_000)
-                .await
+        let mut history = current.history.clone();
+        let mut epochs = NodeEpochs::new();
+        for (node, answer) in &answers {
+            epochs.insert(node.id.clone(), answer.as_ref().map(|s| s.history.epoch()));
+            if let Some(snapshot) = answer {
+                merge_registry(&mut nodes, &snapshot.registry);
+                history.merge(&snapshot.history);
+            }
+        }
+        // Nodes behind the merged epoch get it now rather than by a fenced
+        // request later.
+        for (node, answer) in &answers {
+            if let Some(snapshot) = answer
+                && snapshot.history.epoch() < history.epoch()
+                && let Err(e) = self.client.push_layout(node.addr, &history).await
             {
-                Ok(records) => Some(records),
-                Err(e) => {
-                    tracing::debug!(node = %node.id, error = %e, "layout scan failed");
-                    None
-                }
+                tracing::debug!(node = %node.id, error = %e, "cannot give a node the layout");
             }
-        });
-        let held = futures::future::join_all(scans).await;
-        for records in held.iter().flatten() {
-            merge_layout_records(&mut nodes, records);
         }
+        self.install(nodes, history);
+        epochs
+    }
 
-        if write {
-            // What membership shows now.
-            for node in &live {
-                let state = nodes
-                    .get(&node.id)
-                    .map(|(_, e)| e.state)
-                    .unwrap_or_default();
-                if state == NodeState::Removed {
-                    // Decommissioned: it stays out even while it still runs.
-                    continue;
-                }
-                let entry = LayoutEntry {
-                    id: node.id.clone(),
-                    zone: node.zone.clone(),
-                    http_addr: node.addr,
-                    state,
-                };
-                if nodes.get(&node.id).map(|(_, e)| e) != Some(&entry) {
-                    nodes.insert(node.id.clone(), (self.hlc.now(), entry));
-                }
-            }
-            // Every live node gets what it lacks or holds older: a node that
-            // missed a write (down, busy, or joined later) catches up here,
-            // whichever gateway or round made the entry.
-            for (node, records) in live.iter().zip(&held) {
-                let Some(records) = records else { continue };
-                let have: HashMap<&[u8], u64> =
-                    records.iter().map(|r| (r.key.as_slice(), r.ts)).collect();
-                let missing: Vec<Record> = nodes
-                    .values()
-                    .filter(|(ts, e)| have.get(e.id.as_bytes()).is_none_or(|held| held < ts))
-                    .filter_map(|(ts, e)| match rmp_serde::to_vec_named(e) {
-                        Ok(value) => Some(Record {
-                            key: e.id.as_bytes().to_vec(),
-                            ts: *ts,
-                            value: Some(value),
-                        }),
-                        Err(err) => {
-                            tracing::warn!(error = %err, "layout entry encoding failed");
-                            None
-                        }
-                    })
-                    .collect();
-                if missing.is_empty() {
-                    continue;
-                }
-                if let Err(e) = self
+    /// A node's layout; for a 0.1 node (no `/layout`), its registry records.
+    async fn fetch_layout(&self, addr: SocketAddr) -> Option<LayoutSnapshot> {
+        match self.client.layout(addr).await {
+            Ok(snapshot) => Some(snapshot),
+            Err(ClientError::Status(_, 404, _)) => {
+                let page = self
                     .client
-                    .meta_put(node.addr, Table::Layout, &missing)
+                    .meta_scan(addr, 0, Table::Layout, &[], &[], 10_000)
                     .await
-                {
-                    tracing::debug!(node = %node.id, error = %e, "layout write failed");
-                }
+                    .ok()?;
+                Some(LayoutSnapshot {
+                    history: LayoutHistory::default(),
+                    registry: page.records.iter().filter_map(registry_entry).collect(),
+                })
             }
-        }
-
-        if nodes != current.nodes {
-            tracing::info!(nodes = nodes.len(), "layout changed");
-            self.install(nodes);
+            Err(e) => {
+                tracing::debug!(%addr, error = %e, "layout fetch failed");
+                None
+            }
         }
     }
 
-    /// Records a node's new state in the layout on every live storage node
-    /// (at least [`REPLICAS`] must take it, or fewer if fewer are alive),
-    /// and in this gateway's view at once.
+    /// Merges the layout `addr` holds (a node that answered "stale").
+    pub async fn refresh_from(&self, addr: SocketAddr) {
+        if let Some(snapshot) = self.fetch_layout(addr).await {
+            let current = self.layout();
+            let mut nodes = current.nodes.clone();
+            let mut history = current.history.clone();
+            merge_registry(&mut nodes, &snapshot.registry);
+            history.merge(&snapshot.history);
+            self.install(nodes, history);
+        }
+    }
+
+    /// Gives `addr` this process's layout (a node that answered "behind").
+    pub async fn push_layout_to(&self, addr: SocketAddr) -> Result<(), ClientError> {
+        let history = self.layout().history.clone();
+        let answer = self.client.push_layout(addr, &history).await?;
+        // It may have held something newer of its own.
+        let current = self.layout();
+        let mut merged = current.history.clone();
+        if merged.merge(&answer.history) {
+            let mut nodes = current.nodes.clone();
+            merge_registry(&mut nodes, &answer.registry);
+            self.install(nodes, merged);
+        }
+        Ok(())
+    }
+
+    /// Takes a newly decided history (the layout leader's own).
+    pub fn adopt(&self, history: &LayoutHistory) {
+        let current = self.layout();
+        let mut merged = current.history.clone();
+        if merged.merge(history) {
+            self.install(current.nodes.clone(), merged);
+        }
+    }
+
+    /// Writes registry entries on every live storage node (at least
+    /// [`REPLICAS`] must take them, or all if fewer are alive) and in this
+    /// process's view at once. Each entry gets a timestamp past the one it
+    /// replaces, so that a change made here wins whatever the clocks say.
+    pub async fn write_registry(&self, entries: Vec<LayoutEntry>) -> Result<(), String> {
+        let current = self.layout();
+        let mut records = Vec::new();
+        let mut stamped = Vec::new();
+        for entry in entries {
+            let previous = current.nodes.get(&entry.id).map_or(0, |(ts, _)| *ts);
+            let ts = self.hlc.now().max(previous + 1);
+            let value = rmp_serde::to_vec_named(&entry).map_err(|e| e.to_string())?;
+            records.push(Record {
+                key: entry.id.as_bytes().to_vec(),
+                ts,
+                value: Some(value),
+            });
+            stamped.push((ts, entry));
+        }
+        if records.is_empty() {
+            return Ok(());
+        }
+        let live = self.live_storage();
+        let writes = live.iter().map(|node| {
+            let records = &records;
+            async move {
+                let result = self
+                    .client
+                    .meta_put(node.addr, 0, Table::Layout, records)
+                    .await;
+                if let Err(e) = &result {
+                    tracing::warn!(node = %node.id, error = %e, "registry write failed");
+                }
+                result.is_ok()
+            }
+        });
+        let acks = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .filter(|ok| *ok)
+            .count();
+        if acks < REPLICAS.min(live.len()) || acks == 0 {
+            return Err(format!(
+                "the change reached {acks} of {} live storage nodes",
+                live.len()
+            ));
+        }
+        let mut nodes = current.nodes.clone();
+        for (ts, entry) in stamped {
+            nodes.insert(entry.id.clone(), (ts, entry));
+        }
+        self.install(nodes, current.history.clone());
+        Ok(())
+    }
+
+    /// Records a node's new state in the registry (see [`Cluster::write_registry`]).
     pub async fn set_node_state(&self, id: &str, state: NodeState) -> Result<(), String> {
         let layout = self.layout();
-        let mut nodes = layout.nodes.clone();
-        let Some((_, entry)) = nodes.get(id) else {
+        let Some(entry) = layout.entry(id) else {
             return Err(format!("node {id} is not in the layout"));
         };
         let entry = LayoutEntry {
             state,
             ..entry.clone()
         };
-        let ts = self.hlc.now();
-        let value = rmp_serde::to_vec_named(&entry).map_err(|e| e.to_string())?;
-        let record = Record {
-            key: entry.id.as_bytes().to_vec(),
-            ts,
-            value: Some(value),
-        };
-        let live = self.live_storage();
-        let mut acks = 0;
-        for node in &live {
-            match self
-                .client
-                .meta_put(node.addr, Table::Layout, std::slice::from_ref(&record))
-                .await
-            {
-                Ok(()) => acks += 1,
-                Err(e) => tracing::warn!(node = %node.id, error = %e, "layout write failed"),
-            }
-        }
-        if acks < REPLICAS.min(live.len()) || acks == 0 {
-            return Err(format!(
-                "the layout change reached {acks} of {} live storage nodes",
-                live.len()
-            ));
-        }
+        self.write_registry(vec![entry]).await?;
         tracing::info!(node = id, ?state, "layout: node state changed");
-        nodes.insert(entry.id.clone(), (ts, entry));
-        self.install(nodes);
         Ok(())
     }
 
-    fn install(&self, nodes: BTreeMap<String, (u64, LayoutEntry)>) {
-        let layout = Arc::new(Layout::from_nodes(nodes));
+    fn install(&self, nodes: BTreeMap<String, (u64, LayoutEntry)>, history: LayoutHistory) {
+        let current = self.layout();
+        if nodes == current.nodes && history == current.history {
+            return;
+        }
+        for (ts, _) in nodes.values() {
+            self.hlc.observe(*ts);
+        }
+        if history.epoch() != current.history.epoch() {
+            tracing::info!(epoch = history.epoch(), "layout: now at epoch");
+        }
+        let layout = Arc::new(Layout::new(nodes, history));
+        self.metrics.layout_epoch(layout.epoch());
         match self.layout.write() {
             Ok(mut l) => *l = layout,
             Err(poisoned) => *poisoned.into_inner() = layout,
@@ -418,15 +488,15 @@ impl Cluster {
     }
 }
 
-fn merge_layout_records(nodes: &mut BTreeMap<String, (u64, LayoutEntry)>, records: &[Record]) {
-    for record in records {
-        let Some(value) = &record.value else { continue };
-        let Ok(entry) = rmp_serde::from_slice::<LayoutEntry>(value) else {
-            continue;
-        };
-        let newer = nodes.get(&entry.id).is_none_or(|(ts, _)| record.ts > *ts);
+/// Merges registry entries: the later timestamp wins.
+fn merge_registry(
+    nodes: &mut BTreeMap<String, (u64, LayoutEntry)>,
+    entries: &[(u64, LayoutEntry)],
+) {
+    for (ts, entry) in entries {
+        let newer = nodes.get(&entry.id).is_none_or(|(held, _)| ts > held);
         if newer {
-            nodes.insert(entry.id.clone(), (record.ts, entry));
+            nodes.insert(entry.id.clone(), (*ts, entry.clone()));
         }
     }
 }

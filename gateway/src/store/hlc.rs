@@ -1,16 +1,33 @@
 //! Hybrid logical clock: timestamps that follow wall time but never go
-//! backwards, and move past any timestamp this gateway has seen, so that a
+//! backwards, and move past any timestamp this process has seen, so that a
 //! later write from any gateway wins last-writer-wins.
+//!
+//! A timestamp from the cluster that is more than [`MAX_AHEAD`] ahead of
+//! this process's clock is not followed: one node with a clock far in the
+//! future would otherwise drag every timestamp of the cluster with it. Such
+//! a timestamp is logged and counted (`flexdrive_hlc_future_timestamps_total`);
+//! a write stamped that far ahead still wins over later ones until real time
+//! catches up, which is what a clock that wrong costs.
 
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{SystemTime, UNIX_EPOCH};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-/// Low bits of a timestamp hold a counter for events in the same millisecond.
-const LOGICAL_BITS: u32 = 16;
+pub use chunkstore::wire::ts_millis;
+use chunkstore::wire::ts_of_millis;
+
+/// How far ahead of the local clock a remote timestamp may be and still be
+/// followed: far more than NTP-synchronised clocks differ, far less than a
+/// misconfigured clock (minutes, hours) would drag everybody.
+pub const MAX_AHEAD: Duration = Duration::from_secs(60);
+
+/// Least time between two log lines about refused timestamps.
+const WARN_EVERY_MS: u64 = 10_000;
 
 #[derive(Debug, Default)]
 pub struct Hlc {
     last: AtomicU64,
+    refused: AtomicU64,
+    last_warning_ms: AtomicU64,
 }
 
 impl Hlc {
@@ -18,9 +35,9 @@ impl Hlc {
         Hlc::default()
     }
 
-    /// A timestamp greater than every one issued or observed before.
+    /// A timestamp greater than every one issued or followed before.
     pub fn now(&self) -> u64 {
-        let wall = wall_ms() << LOGICAL_BITS;
+        let wall = ts_of_millis(wall_ms());
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let next = wall.max(prev + 1);
@@ -34,15 +51,34 @@ impl Hlc {
         }
     }
 
-    /// Moves the clock past a timestamp read from the cluster.
+    /// Moves the clock past a timestamp read from the cluster, unless it is
+    /// more than [`MAX_AHEAD`] in the future (then it is counted instead).
     pub fn observe(&self, ts: u64) {
+        let now_ms = wall_ms();
+        let limit = ts_of_millis(now_ms + MAX_AHEAD.as_millis() as u64);
+        if ts > limit {
+            self.refused.fetch_add(1, Ordering::Relaxed);
+            let last = self.last_warning_ms.load(Ordering::Relaxed);
+            if now_ms.saturating_sub(last) >= WARN_EVERY_MS
+                && self
+                    .last_warning_ms
+                    .compare_exchange(last, now_ms, Ordering::Relaxed, Ordering::Relaxed)
+                    .is_ok()
+            {
+                tracing::warn!(
+                    ahead_ms = ts_millis(ts).saturating_sub(now_ms),
+                    "a record carries a timestamp far ahead of this clock; not followed (is a node's clock wrong?)"
+                );
+            }
+            return;
+        }
         self.last.fetch_max(ts, Ordering::AcqRel);
     }
-}
 
-/// Milliseconds since the Unix epoch of a timestamp.
-pub fn ts_millis(ts: u64) -> u64 {
-    ts >> LOGICAL_BITS
+    /// Remote timestamps refused for being too far ahead, since start.
+    pub fn refused(&self) -> u64 {
+        self.refused.load(Ordering::Relaxed)
+    }
 }
 
 pub fn wall_ms() -> u64 {
@@ -62,9 +98,23 @@ mod tests {
         let a = hlc.now();
         let b = hlc.now();
         assert!(b > a);
-        let future = b + (10_000 << LOGICAL_BITS);
+        let future = b + ts_of_millis(10_000);
         hlc.observe(future);
         assert!(hlc.now() > future);
         assert!(ts_millis(a) > 1_600_000_000_000);
+        assert_eq!(hlc.refused(), 0);
+    }
+
+    #[test]
+    fn a_timestamp_far_ahead_is_not_followed() {
+        let hlc = Hlc::new();
+        let ten_minutes_ahead = ts_of_millis(wall_ms() + 600_000);
+        hlc.observe(ten_minutes_ahead);
+        let next = hlc.now();
+        assert!(
+            next < ts_of_millis(wall_ms() + 1000),
+            "the clock jumped ahead"
+        );
+        assert_eq!(hlc.refused(), 1);
     }
 }

@@ -1,23 +1,33 @@
 //! Replicated metadata tables: one generic layer that every table uses.
-//! A record lives on the three replicas of its partition; writes succeed at
-//! two acknowledgements, reads ask two, merge their answers (per table, see
-//! `chunkstore::merge`) and repair a stale replica. Conditional writes go
-//! through the partition's primary.
+//! A record lives on the replicas of its partition, in every live layout
+//! version: writes go to all of them and succeed once each version's
+//! replica set has a quorum (two of three); reads ask the readable
+//! version's replicas, take the first two answers, merge them (per table,
+//! see `chunkstore::merge`) and repair a stale replica. Conditional writes
+//! go through the partition's primary (see `chunkstore::primary`).
+//!
+//! Every request carries this process's layout epoch; a node at another
+//! epoch refuses it (see `chunkstore::layout_store`). A refusal as stale
+//! makes this process fetch the node's newer layout, one as behind makes it
+//! hand the node its own, and the operation is tried again at the new
+//! epoch, at most [`MAX_FENCED_RETRIES`] times.
 
-use std::collections::BTreeMap;
-use std::sync::Arc;
-
+use std::collections::{BTreeMap, BTreeSet};
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 
+use chunkstore::layout::QUORUM;
 use chunkstore::merge::merge;
-use chunkstore::{CasOutcome, CasRequest, ClientError, NodeClient, Record, Table};
+use chunkstore::{
+    CasOutcome, CasRequest, ClientError, Condition, ConditionalOutcome, ConditionalWrite, Expect,
+    Fence, NodeClient, Record, Table,
+};
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
 
-use crate::limits::QUORUM;
-use crate::limits::{MAX_SCAN_ROUNDS, SCAN_BATCH};
+use crate::limits::{MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, SCAN_BATCH};
 use crate::store::cluster::Cluster;
 use crate::store::hlc::Hlc;
 
@@ -35,6 +45,13 @@ pub struct ScanPage {
     pub next: Option<Vec<u8>>,
 }
 
+/// What one attempt at the current epoch came to.
+enum Attempt<T> {
+    Done(T),
+    /// A node fenced the request: the layout was brought up to date; again.
+    Again,
+}
+
 impl Tables {
     pub fn new(cluster: Arc<Cluster>, hlc: Arc<Hlc>) -> Tables {
         Tables { cluster, hlc }
@@ -42,6 +59,10 @@ impl Tables {
 
     pub fn now(&self) -> u64 {
         self.hlc.now()
+    }
+
+    pub fn cluster(&self) -> &Arc<Cluster> {
+        &self.cluster
     }
 
     /// Writes a record (a tombstone when `value` is None) at a fresh timestamp.
@@ -58,46 +79,140 @@ impl Tables {
         Ok(ts)
     }
 
-    /// Replaces a record read earlier (a tombstone when `value` is None) at
-    /// the timestamp just after the one read, so that any write made since
-    /// the read wins over this one: an update of some fields of a
-    /// last-writer-wins record (a bucket's tags or configurations) never
-    /// undoes a concurrent delete or re-create. Two such updates of the same
-    /// read race, and one of them is lost; compare-and-set through the
-    /// partition's primary is the complete answer.
-    pub async fn rewrite(
-        &self,
-        table: Table,
-        partition: u16,
-        read: &Record,
-        value: Option<Vec<u8>>,
-    ) -> S3Result<()> {
-        let record = Record {
-            key: read.key.clone(),
-            ts: read.ts + 1,
-            value,
-        };
-        self.put_records(table, partition, vec![record]).await
-    }
-
     /// Writes records of one partition to all its replicas; returns once a
-    /// quorum has them durably. The slower replicas finish in the background.
+    /// quorum of every live layout version's replicas has them durably. The
+    /// slower replicas finish in the background.
     pub async fn put_records(
         &self,
         table: Table,
         partition: u16,
         records: Vec<Record>,
     ) -> S3Result<()> {
-        self.replicate(table, partition, records, None, QUORUM)
-            .await
+        let records = Arc::new(records);
+        self.fenced("write", |epoch| {
+            let records = records.clone();
+            async move { self.replicate(epoch, table, partition, records).await }
+        })
+        .await
     }
 
-    /// A conditional write. It is checked and written on the partition's
-    /// primary (the first live replica in layout order), whose one write
-    /// transaction at a time serialises conditional writes of a key; the
-    /// written record then goes to the other replicas, and this returns once
-    /// a quorum (the primary included) holds it.
-    pub async fn cas(&self, table: Table, partition: u16, req: CasRequest) -> S3Result<CasOutcome> {
+    /// Runs `attempt` at the current epoch until no node fences it (bounded).
+    async fn fenced<T, F, Fut>(&self, what: &str, attempt: F) -> S3Result<T>
+    where
+        F: Fn(u64) -> Fut,
+        Fut: Future<Output = S3Result<Attempt<T>>>,
+    {
+        for _ in 0..=MAX_FENCED_RETRIES {
+            let epoch = self.cluster.layout().epoch();
+            match attempt(epoch).await? {
+                Attempt::Done(v) => return Ok(v),
+                Attempt::Again => self.cluster.metrics().fenced_retry(what),
+            }
+        }
+        self.cluster.metrics().quorum_failure(what);
+        Err(s3_error!(
+            ServiceUnavailable,
+            "the cluster's layout is changing; retry"
+        ))
+    }
+
+    /// Brings the layout up to date after a node fenced a request.
+    async fn after_fence(&self, addr: SocketAddr, fence: Fence) {
+        match fence {
+            Fence::Behind { .. } => {
+                if let Err(e) = self.cluster.push_layout_to(addr).await {
+                    tracing::debug!(%addr, error = %e, "cannot give a node the layout");
+                }
+            }
+            Fence::Stale { .. } | Fence::NotPrimary { .. } => self.cluster.refresh_from(addr).await,
+        }
+    }
+
+    /// A conditional write through the partition's primary: `write` is made
+    /// only if `condition` holds on the record as a quorum holds it, and the
+    /// check and the write are serialised with every other conditional write
+    /// of the key, whichever gateway sends it.
+    pub async fn conditional(
+        &self,
+        table: Table,
+        partition: u16,
+        condition: Condition,
+        write: Record,
+    ) -> S3Result<ConditionalOutcome> {
+        let req = ConditionalWrite { condition, write };
+        let outcome = self
+            .fenced("cas", |epoch| {
+                let req = &req;
+                async move {
+                    if epoch == 0 {
+                        return self
+                            .conditional_legacy(table, partition, req)
+                            .await
+                            .map(Attempt::Done);
+                    }
+                    let layout = self.cluster.layout();
+                    let Some(primary) = layout.placement().primary(partition) else {
+                        return Err(s3_error!(
+                            ServiceUnavailable,
+                            "metadata partition {partition} has no primary"
+                        ));
+                    };
+                    let Some(addr) = self.cluster.addr_of(primary) else {
+                        return Err(s3_error!(
+                            ServiceUnavailable,
+                            "the primary of partition {partition} has no address"
+                        ));
+                    };
+                    let answer = {
+                        let _guard = self.cluster.track(primary);
+                        self.cluster
+                            .client()
+                            .conditional(addr, epoch, table, req)
+                            .await
+                    };
+                    match answer {
+                        Ok(outcome) => Ok(Attempt::Done(outcome)),
+                        Err(ClientError::Fenced(_, fence)) => {
+                            self.after_fence(addr, fence).await;
+                            Ok(Attempt::Again)
+                        }
+                        Err(e) => {
+                            self.cluster.metrics().quorum_failure("cas");
+                            Err(s3_error!(
+                                ServiceUnavailable,
+                                "conditional write on {primary} failed: {e}"
+                            ))
+                        }
+                    }
+                }
+            })
+            .await?;
+        if let Some(record) = &outcome.record {
+            self.hlc.observe(record.ts);
+        }
+        Ok(outcome)
+    }
+
+    /// A conditional write as 0.1 made it, while the cluster has no decided
+    /// layout (a rolling upgrade from 0.1): checked on the first live
+    /// replica, then written at quorum.
+    async fn conditional_legacy(
+        &self,
+        table: Table,
+        partition: u16,
+        req: &ConditionalWrite,
+    ) -> S3Result<ConditionalOutcome> {
+        let expect = match (&req.condition, table) {
+            (Condition::Absent, Table::Objects) => Expect::Absent,
+            (Condition::ETag(etag), Table::Objects) => Expect::ETag(etag.clone()),
+            _ => {
+                return Err(s3_error!(
+                    ServiceUnavailable,
+                    "the cluster is being upgraded: retry once every storage node runs this release"
+                ));
+            }
+        };
+        let seen = self.get(table, partition, &req.write.key).await?;
         let nodes = self.cluster.partition_nodes(partition);
         let Some((id, addr, true)) = nodes.into_iter().next() else {
             self.cluster.metrics().quorum_failure("cas");
@@ -106,87 +221,102 @@ impl Tables {
                 "metadata partition {partition} has no live replica"
             ));
         };
-        let outcome = {
-            let _guard = self.cluster.track(&id);
-            self.cluster
-                .client()
-                .meta_cas(addr, table, &req)
-                .await
-                .map_err(|e| {
-                    self.cluster.metrics().quorum_failure("cas");
-                    s3_error!(ServiceUnavailable, "conditional write on {id} failed: {e}")
-                })?
+        let legacy = CasRequest {
+            expect,
+            seen,
+            write: req.write.clone(),
         };
-        if let CasOutcome::Written(record) = &outcome {
-            self.hlc.observe(record.ts);
-            self.replicate(
-                table,
-                partition,
-                vec![record.clone()],
-                Some(&id),
-                QUORUM - 1,
-            )
-            .await?;
+        let outcome = self
+            .cluster
+            .client()
+            .meta_cas_legacy(addr, table, &legacy)
+            .await
+            .map_err(|e| s3_error!(ServiceUnavailable, "conditional write on {id} failed: {e}"))?;
+        match outcome {
+            CasOutcome::Written(record) => {
+                self.put_records(table, partition, vec![record.clone()])
+                    .await?;
+                Ok(ConditionalOutcome {
+                    written: true,
+                    record: Some(record),
+                })
+            }
+            CasOutcome::Refused { .. } => Ok(ConditionalOutcome {
+                written: false,
+                record: self.get(table, partition, &req.write.key).await?,
+            }),
         }
-        Ok(outcome)
     }
 
-    /// Writes records to the replicas of a partition but `skip`, and returns
-    /// once `needed` of them have them durably.
+    /// Writes records to every replica of a partition at `epoch`, and
+    /// returns once every live version's replica set has a quorum of them.
     async fn replicate(
         &self,
+        epoch: u64,
         table: Table,
         partition: u16,
-        records: Vec<Record>,
-        skip: Option<&str>,
-        needed: usize,
-    ) -> S3Result<()> {
-        let nodes: Vec<_> = self
-            .cluster
-            .partition_nodes(partition)
-            .into_iter()
-            .filter(|(id, _, _)| Some(id.as_str()) != skip)
+        records: Arc<Vec<Record>>,
+    ) -> S3Result<Attempt<()>> {
+        let layout = self.cluster.layout();
+        let sets: Vec<Vec<String>> = layout
+            .placement()
+            .write_sets(partition)
+            .map(<[String]>::to_vec)
             .collect();
-        if nodes.len() < needed {
+        let nodes = self.cluster.write_nodes(partition);
+        if sets.is_empty() {
             self.cluster.metrics().quorum_failure("write");
             return Err(s3_error!(
                 ServiceUnavailable,
-                "metadata partition {partition} has {} reachable replicas",
-                nodes.len()
+                "the cluster has no layout yet (fewer than three storage nodes have joined)"
             ));
         }
-        if needed == 0 {
-            return Ok(());
-        }
-        let records = Arc::new(records);
-        let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len());
+        let (tx, mut rx) = tokio::sync::mpsc::channel(nodes.len().max(1));
         for (id, addr, _) in nodes {
             let tx = tx.clone();
             let records = records.clone();
             let cluster = self.cluster.clone();
             tokio::spawn(async move {
                 let _guard = cluster.track(&id);
-                let result = cluster.client().meta_put(addr, table, &records).await;
-                if let Err(e) = &result {
+                let result = cluster
+                    .client()
+                    .meta_put(addr, epoch, table, &records)
+                    .await;
+                if let Err(e) = &result
+                    && !matches!(e, ClientError::Fenced(..))
+                {
                     tracing::warn!(node = %id, error = %e, "metadata write failed");
                 }
-                let _ = tx.send(result.is_ok()).await;
+                let _ = tx.send((id, addr, result)).await;
             });
         }
         drop(tx);
-        let mut acks = 0;
-        while let Some(ok) = rx.recv().await {
-            if ok {
-                acks += 1;
-                if acks >= needed {
-                    return Ok(());
+        let mut acked: BTreeSet<String> = BTreeSet::new();
+        let mut fenced = None;
+        while let Some((id, addr, result)) = rx.recv().await {
+            match result {
+                Ok(()) => {
+                    acked.insert(id);
+                    if sets
+                        .iter()
+                        .all(|set| set.iter().filter(|n| acked.contains(*n)).count() >= QUORUM)
+                    {
+                        return Ok(Attempt::Done(()));
+                    }
                 }
+                Err(ClientError::Fenced(_, fence)) => fenced = Some((addr, fence)),
+                Err(_) => {}
             }
+        }
+        if let Some((addr, fence)) = fenced {
+            self.after_fence(addr, fence).await;
+            return Ok(Attempt::Again);
         }
         self.cluster.metrics().quorum_failure("write");
         Err(s3_error!(
             ServiceUnavailable,
-            "metadata write reached {acks} of {needed} replicas needed"
+            "metadata write reached {} replicas, not a quorum of every replica set",
+            acked.len()
         ))
     }
 
@@ -195,8 +325,8 @@ impl Tables {
     /// as `None`.
     pub async fn get(&self, table: Table, partition: u16, key: &[u8]) -> S3Result<Option<Record>> {
         let answers = self
-            .ask_quorum(partition, "read", |client, addr| async move {
-                client.meta_get(addr, table, key).await
+            .ask_quorum(partition, "read", |client, addr, epoch| async move {
+                client.meta_get(addr, epoch, table, key).await
             })
             .await?;
         let newest =
@@ -229,22 +359,25 @@ impl Tables {
         limit: u32,
     ) -> S3Result<ScanPage> {
         let answers = self
-            .ask_quorum(partition, "scan", |client, addr| async move {
-                client.meta_scan(addr, table, start, end, limit).await
+            .ask_quorum(partition, "scan", |client, addr, epoch| async move {
+                client
+                    .meta_scan(addr, epoch, table, start, end, limit)
+                    .await
             })
             .await?;
 
-        // A replica that filled its limit may hold more keys than it sent; the
-        // merged page is only complete up to the smallest last key of those.
+        // A replica that had more may hold keys beyond those it sent (a count
+        // or byte bound cut its page); the merged page is only complete up to
+        // the smallest last key of those.
         let cut: Option<Vec<u8>> = answers
             .iter()
-            .filter(|(_, _, r)| r.len() >= limit as usize)
-            .filter_map(|(_, _, r)| r.last().map(|rec| rec.key.clone()))
+            .filter(|(_, _, a)| a.more)
+            .filter_map(|(_, _, a)| a.records.last().map(|rec| rec.key.clone()))
             .min();
 
         let mut merged: BTreeMap<Vec<u8>, Record> = BTreeMap::new();
-        for (_, _, records) in &answers {
-            for r in records {
+        for (_, _, answer) in &answers {
+            for r in &answer.records {
                 if cut.as_ref().is_some_and(|c| &r.key > c) {
                     continue;
                 }
@@ -255,9 +388,12 @@ impl Tables {
                 merged.insert(r.key.clone(), combined);
             }
         }
-        for (id, addr, records) in &answers {
-            let have: BTreeMap<&[u8], &Record> =
-                records.iter().map(|r| (r.key.as_slice(), r)).collect();
+        for (id, addr, answer) in &answers {
+            let have: BTreeMap<&[u8], &Record> = answer
+                .records
+                .iter()
+                .map(|r| (r.key.as_slice(), r))
+                .collect();
             let stale: Vec<Record> = merged
                 .values()
                 .filter(|r| have.get(r.key.as_slice()) != Some(r))
@@ -311,8 +447,9 @@ impl Tables {
         ))
     }
 
-    /// Asks every replica of a partition at once and returns the first
-    /// `QUORUM` answers (node id, address, answer), or 503 when fewer come.
+    /// Asks every readable replica of a partition at once (at this epoch)
+    /// and returns the first `QUORUM` answers (node id, address, answer), or
+    /// 503 when fewer come.
     async fn ask_quorum<'a, T, F, Fut>(
         &self,
         partition: u16,
@@ -320,48 +457,63 @@ impl Tables {
         ask: F,
     ) -> S3Result<Vec<(String, SocketAddr, T)>>
     where
-        F: Fn(NodeClient, SocketAddr) -> Fut,
+        F: Fn(NodeClient, SocketAddr, u64) -> Fut,
         Fut: Future<Output = Result<T, ClientError>> + 'a,
     {
-        let mut pending: FuturesUnordered<_> = self
-            .cluster
-            .partition_nodes(partition)
-            .into_iter()
-            .map(|(id, addr, _)| {
-                let guard = self.cluster.track(&id);
-                let answer = ask(self.cluster.client().clone(), addr);
-                async move {
-                    let result = answer.await;
-                    drop(guard);
-                    (id, addr, result)
-                }
-            })
-            .collect();
-        let mut answers = Vec::with_capacity(QUORUM);
-        while let Some((id, addr, result)) = pending.next().await {
-            match result {
-                Ok(answer) => {
-                    answers.push((id, addr, answer));
-                    if answers.len() >= QUORUM {
-                        return Ok(answers);
+        let ask = &ask;
+        self.fenced(what, |epoch| async move {
+            let mut pending: FuturesUnordered<_> = self
+                .cluster
+                .partition_nodes(partition)
+                .into_iter()
+                .map(|(id, addr, _)| {
+                    let guard = self.cluster.track(&id);
+                    let answer = ask(self.cluster.client().clone(), addr, epoch);
+                    async move {
+                        let result = answer.await;
+                        drop(guard);
+                        (id, addr, result)
                     }
+                })
+                .collect();
+            let mut answers = Vec::with_capacity(QUORUM);
+            let mut fenced = None;
+            while let Some((id, addr, result)) = pending.next().await {
+                match result {
+                    Ok(answer) => {
+                        answers.push((id, addr, answer));
+                        if answers.len() >= QUORUM {
+                            return Ok(Attempt::Done(answers));
+                        }
+                    }
+                    Err(ClientError::Fenced(_, fence)) => fenced = Some((addr, fence)),
+                    Err(e) => tracing::warn!(node = %id, error = %e, "metadata {what} failed"),
                 }
-                Err(e) => tracing::warn!(node = %id, error = %e, "metadata {what} failed"),
             }
-        }
-        self.cluster.metrics().quorum_failure(what);
-        Err(s3_error!(
-            ServiceUnavailable,
-            "metadata {what} reached {} of {QUORUM} replicas needed",
-            answers.len()
-        ))
+            if let Some((addr, fence)) = fenced {
+                self.after_fence(addr, fence).await;
+                return Ok(Attempt::Again);
+            }
+            self.cluster.metrics().quorum_failure(what);
+            Err(s3_error!(
+                ServiceUnavailable,
+                "metadata {what} reached {} of {QUORUM} replicas needed",
+                answers.len()
+            ))
+        })
+        .await
     }
 
     fn repair(&self, id: String, addr: SocketAddr, table: Table, records: Vec<Record>) {
         let cluster = self.cluster.clone();
+        let epoch = cluster.layout().epoch();
         tokio::spawn(async move {
             tracing::debug!(node = %id, n = records.len(), "read repair");
-            if let Err(e) = cluster.client().meta_put(addr, table, &records).await {
+            if let Err(e) = cluster
+                .client()
+                .meta_put(addr, epoch, table, &records)
+                .await
+            {
                 tracing::debug!(node = %id, error = %e, "read repair failed");
             }
         });

@@ -127,8 +127,8 @@ pub(crate) struct Collector {
     last_complete_ms: Option<u64>,
     deleted: u64,
     freed: u64,
-    /// The partition placement last seen, and since when.
-    placement: Option<(Vec<Vec<String>>, tokio::time::Instant)>,
+    /// The layout epoch last seen, and since when.
+    placement: Option<(u64, tokio::time::Instant)>,
 }
 
 impl Collector {
@@ -153,20 +153,25 @@ impl Collector {
         }
     }
 
-    /// Whether the partition placement has stayed the same for `settle`.
-    /// After a change, new replicas hold a partition's records only once
-    /// the anti-entropy push has reached them; until then a quorum read may
-    /// miss a record that lists a chunk, and that must never delete it.
+    /// Whether the layout has stayed the same for `settle`, with no
+    /// transition in progress. Records are read from the readable version,
+    /// whose replicas hold every record; the pause after a change only adds
+    /// margin (gateways may still act at the old epoch for a moment).
     pub(crate) fn settled(&mut self) -> bool {
         let layout = self.cluster.layout();
+        let placement = layout.placement();
         let now = tokio::time::Instant::now();
+        if layout.epoch() == 0 || placement.version_numbers().count() != 1 {
+            self.placement = None;
+            return false;
+        }
         match &self.placement {
-            Some((seen, since)) if seen.as_slice() == layout.placement() => {
+            Some((seen, since)) if *seen == layout.epoch() => {
                 now.duration_since(*since) >= self.config.settle
             }
             _ => {
-                self.placement = Some((layout.placement().to_vec(), now));
-                self.config.settle.is_zero() && !layout.is_empty()
+                self.placement = Some((layout.epoch(), now));
+                self.config.settle.is_zero()
             }
         }
     }

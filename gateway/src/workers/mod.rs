@@ -17,6 +17,7 @@
 
 pub mod gc;
 mod heal;
+pub mod layout;
 pub mod lifecycle;
 pub mod repair;
 
@@ -55,8 +56,11 @@ pub struct BackgroundConfig {
     pub lifecycle: LifecycleConfig,
     pub repair: RepairConfig,
     pub gc: GcConfig,
+    pub layout: layout::LayoutConfig,
     /// How often a node looks for quarantined chunks to heal.
     pub heal_interval: Duration,
+    /// Accept untagged answers from 0.1 storage nodes (rolling upgrade only).
+    pub legacy_peers: bool,
 }
 
 impl Default for BackgroundConfig {
@@ -65,7 +69,9 @@ impl Default for BackgroundConfig {
             lifecycle: LifecycleConfig::default(),
             repair: RepairConfig::default(),
             gc: GcConfig::default(),
+            layout: layout::LayoutConfig::default(),
             heal_interval: HEAL_INTERVAL,
+            legacy_peers: false,
         }
     }
 }
@@ -139,7 +145,9 @@ impl BackgroundMetrics {
     }
 }
 
-/// Whether `me` leads: the live active node of the layout with the smallest id.
+/// Whether `me` leads: the live storage node with the smallest id that is
+/// active in the registry (or not in it yet: a new cluster has no registry
+/// until its leader writes one).
 #[derive(Clone)]
 pub(crate) struct Leader {
     cluster: Arc<Cluster>,
@@ -149,12 +157,18 @@ pub(crate) struct Leader {
 impl Leader {
     pub(crate) fn leads(&self) -> bool {
         let layout = self.cluster.layout();
-        layout
-            .entries()
-            .filter(|e| e.state == NodeState::Active && self.cluster.is_live(&e.id))
-            .map(|e| e.id.as_str())
+        self.cluster
+            .live_storage()
+            .into_iter()
+            .filter(|n| layout.state(&n.id).is_none_or(|s| s == NodeState::Active))
+            .map(|n| n.id)
             .min()
+            .as_deref()
             == Some(&*self.me)
+    }
+
+    pub(crate) fn me(&self) -> &str {
+        &self.me
     }
 }
 
@@ -192,7 +206,8 @@ pub fn start(
     port: WorkerPort,
 ) -> Background {
     let hlc = Arc::new(Hlc::new());
-    let client = chunkstore::NodeClient::new(cluster_secret);
+    let client =
+        chunkstore::NodeClient::new(cluster_secret).accepting_legacy_peers(config.legacy_peers);
     let cluster = Cluster::new(membership, client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     // Workers only delete and copy chunks; the chunk size is never used to cut.
@@ -207,7 +222,12 @@ pub fn start(
     let durability = Arc::new(Durability::default());
     let gc = Arc::new(GcShared::default());
 
-    let mut tasks = vec![tokio::spawn(cluster.clone().follow_layout())];
+    // The layout keeper also keeps this process's view of the layout fresh.
+    let mut tasks = vec![tokio::spawn(layout::run(
+        cluster.clone(),
+        leader.clone(),
+        config.layout,
+    ))];
     tasks.push(tokio::spawn(
         gateway.lifecycle_worker(config.lifecycle, leader.clone()),
     ));

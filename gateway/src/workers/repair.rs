@@ -435,8 +435,14 @@ impl Worker {
         let counts = std::mem::take(&mut self.counts);
         self.cursor = Cursor::default();
         if counts.failures == 0 && counts.queue == 0 {
+            let layout = self.cluster.layout();
             for node in &self.view.draining {
                 if counts.on_draining.get(node).copied().unwrap_or(0) > 0 {
+                    continue;
+                }
+                // Its partitions must have moved too: a node still in a
+                // live layout version holds records others may need.
+                if layout.placement().nodes().contains(node.as_str()) {
                     continue;
                 }
                 match self.cluster.set_node_state(node, NodeState::Removed).await {
@@ -600,17 +606,28 @@ impl Worker {
                 let outcome = rewrite_record(table, &fresh, self.tables.now(), &fixes);
                 match outcome {
                     Some((record, ids)) => {
+                        // Object records merge by version; a part record is
+                        // replaced only if it is still the one read (a part
+                        // uploaded again meanwhile keeps its new chunks).
                         let put = if table == Table::Objects {
                             self.tables
                                 .put_records(table, partition, vec![record])
                                 .await
+                                .map(|()| true)
                         } else {
                             self.tables
-                                .rewrite(table, partition, &fresh, record.value)
+                                .conditional(
+                                    table,
+                                    partition,
+                                    chunkstore::Condition::Unchanged(fresh.ts),
+                                    record,
+                                )
                                 .await
+                                .map(|o| o.written)
                         };
                         match put {
-                            Ok(()) => ids,
+                            Ok(true) => ids,
+                            Ok(false) => Vec::new(),
                             Err(e) => {
                                 tracing::warn!(error = %e, "repair: record update failed");
                                 Vec::new()

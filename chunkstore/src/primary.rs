@@ -1,0 +1,290 @@
+//! Conditional writes on a partition's primary.
+//!
+//! Everything that must be serialised (`If-None-Match: *` and `If-Match`
+//! writes, bucket creation, read-modify-writes of bucket configurations and
+//! key grants, multipart upload state) is a [`ConditionalWrite`] sent to the
+//! partition's primary at the caller's layout epoch. The primary is a
+//! function of the epoch ([`crate::layout::Placement::primary`]), so all
+//! callers at one epoch send to the same node, and a node refuses a
+//! conditional write unless it is that primary at the caller's epoch.
+//!
+//! The primary takes the key's lock, reads the record from a quorum of the
+//! readable replicas, checks the condition, and writes the result to a
+//! quorum of every live version's replicas, all at its epoch. Its reads and
+//! writes pass the other replicas' fences: once a newer epoch (with another
+//! primary) has reached a quorum of the readable replicas, an older primary
+//! can neither read nor write at quorum, so two primaries never both
+//! succeed. A write that reached fewer than a quorum answers 503; the copies
+//! it left may surface later, as with any write that was not acknowledged.
+
+use std::collections::hash_map::DefaultHasher;
+use std::hash::{Hash, Hasher};
+use std::sync::Arc;
+
+use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use tokio::sync::Mutex;
+
+use crate::client::ClientError;
+use crate::layout::{Placement, QUORUM};
+use crate::layout_store::Fence;
+use crate::limits::PRIMARY_KEY_LOCKS;
+use crate::merge::{condition_holds, merge, merge_into};
+use crate::meta::MetaStore;
+use crate::peers::Peers;
+use crate::placement::partition_of;
+use crate::wire::{ConditionalOutcome, ConditionalWrite, Record, Table};
+
+/// Why a conditional write was not carried out.
+#[derive(Debug)]
+pub(crate) enum Refusal {
+    /// The caller must refresh its layout (or send it) and retry.
+    Fenced(Fence),
+    /// Too few replicas answered: 503 to the client.
+    Unavailable(String),
+    /// A request that can never succeed.
+    Invalid(String),
+}
+
+pub(crate) struct Primary {
+    peers: Peers,
+    meta: Arc<MetaStore>,
+    locks: Vec<Mutex<()>>,
+    /// How long deletions are remembered (see `crate::sync`).
+    horizon: std::time::Duration,
+}
+
+impl Primary {
+    pub(crate) fn new(peers: Peers, meta: Arc<MetaStore>, horizon: std::time::Duration) -> Primary {
+        Primary {
+            peers,
+            meta,
+            locks: (0..PRIMARY_KEY_LOCKS).map(|_| Mutex::new(())).collect(),
+            horizon,
+        }
+    }
+
+    fn lock_of(&self, table: Table, key: &[u8]) -> &Mutex<()> {
+        let mut h = DefaultHasher::new();
+        (table.name(), key).hash(&mut h);
+        &self.locks[(h.finish() % PRIMARY_KEY_LOCKS as u64) as usize]
+    }
+
+    /// Carries out a conditional write for a caller at `epoch`.
+    pub(crate) async fn conditional(
+        &self,
+        table: Table,
+        epoch: u64,
+        req: ConditionalWrite,
+    ) -> Result<ConditionalOutcome, Refusal> {
+        let key = req.write.key.clone();
+        let partition = partition_of(&key)
+            .ok_or_else(|| Refusal::Invalid("a key of at least two bytes is needed".into()))?;
+        let placement = {
+            let fenced = self
+                .peers
+                .layout
+                .fence(Some(epoch))
+                .map_err(Refusal::Fenced)?;
+            let node_epoch = fenced.epoch();
+            if node_epoch == 0 {
+                return Err(Refusal::Invalid(
+                    "no layout is decided yet; conditional writes wait for one".into(),
+                ));
+            }
+            if fenced.placement().primary(partition) != Some(&*self.peers.node_id) {
+                return Err(Refusal::Fenced(Fence::NotPrimary { node_epoch }));
+            }
+            self.peers.layout.placement()
+        };
+        if placement.epoch != epoch {
+            return Err(Refusal::Fenced(Fence::Stale {
+                node_epoch: placement.epoch,
+            }));
+        }
+
+        let _serialised = self.lock_of(table, &key).lock().await;
+        let current = self.read_quorum(&placement, table, partition, &key).await?;
+        if !condition_holds(table, &req.condition, current.as_ref()) {
+            return Ok(ConditionalOutcome {
+                written: false,
+                record: current,
+            });
+        }
+        let mut write = req.write;
+        if table != Table::Objects
+            && let Some(c) = &current
+            && write.ts <= c.ts
+        {
+            // Last writer wins on these tables: the write that passed its
+            // condition must win over the record it was checked against.
+            write.ts = c.ts + 1;
+        }
+        let written = merge_into(table, current, &write);
+        self.write_quorum(&placement, table, partition, &written)
+            .await?;
+        Ok(ConditionalOutcome {
+            written: true,
+            record: Some(written),
+        })
+    }
+
+    /// The record merged from a quorum of the readable replicas.
+    async fn read_quorum(
+        &self,
+        placement: &Placement,
+        table: Table,
+        partition: u16,
+        key: &[u8],
+    ) -> Result<Option<Record>, Refusal> {
+        let epoch = placement.epoch;
+        let mut pending: FuturesUnordered<_> = placement
+            .read_set(partition)
+            .iter()
+            .map(|node| async move {
+                let answer = if node.as_str() == &*self.peers.node_id {
+                    self.local_get(epoch, table, key).await
+                } else {
+                    self.peers
+                        .call(node, epoch, |client, addr, epoch| async move {
+                            client.meta_get(addr, epoch, table, key).await
+                        })
+                        .await
+                };
+                (node, answer)
+            })
+            .collect();
+        let mut answers = 0;
+        let mut merged: Option<Record> = None;
+        let mut errors = Vec::new();
+        while let Some((node, answer)) = pending.next().await {
+            match answer {
+                Ok(record) => {
+                    answers += 1;
+                    merged = match (merged, record) {
+                        (Some(a), Some(b)) => Some(merge(table, &a, &b)),
+                        (a, b) => a.or(b),
+                    };
+                    if answers >= QUORUM {
+                        return Ok(merged);
+                    }
+                }
+                Err(ClientError::Fenced(_, fence @ Fence::Stale { .. })) => {
+                    return Err(Refusal::Fenced(fence));
+                }
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        Err(Refusal::Unavailable(format!(
+            "conditional write: {answers} of {QUORUM} replicas answered the read ({})",
+            errors.join("; ")
+        )))
+    }
+
+    /// Writes `record` until every live version's replicas have a quorum.
+    async fn write_quorum(
+        &self,
+        placement: &Placement,
+        table: Table,
+        partition: u16,
+        record: &Record,
+    ) -> Result<(), Refusal> {
+        let epoch = placement.epoch;
+        let records = std::slice::from_ref(record);
+        let mut pending: FuturesUnordered<_> = placement
+            .write_nodes(partition)
+            .into_iter()
+            .map(|node| async move {
+                let answer = if node.as_str() == &*self.peers.node_id {
+                    self.local_merge(epoch, table, record.clone()).await
+                } else {
+                    self.peers
+                        .call(&node, epoch, |client, addr, epoch| async move {
+                            client.meta_put(addr, epoch, table, records).await
+                        })
+                        .await
+                };
+                (node, answer)
+            })
+            .collect();
+        let sets: Vec<&[String]> = placement.write_sets(partition).collect();
+        let mut acked: Vec<String> = Vec::new();
+        let mut errors = Vec::new();
+        while let Some((node, answer)) = pending.next().await {
+            match answer {
+                Ok(()) => {
+                    acked.push(node);
+                    let done = sets
+                        .iter()
+                        .all(|set| set.iter().filter(|id| acked.contains(id)).count() >= QUORUM);
+                    if done {
+                        return Ok(());
+                    }
+                }
+                Err(ClientError::Fenced(_, fence @ Fence::Stale { .. })) => {
+                    return Err(Refusal::Fenced(fence));
+                }
+                Err(e) => errors.push(format!("{node}: {e}")),
+            }
+        }
+        Err(Refusal::Unavailable(format!(
+            "conditional write reached {} replicas, not a quorum of every replica set ({})",
+            acked.len(),
+            errors.join("; ")
+        )))
+    }
+
+    async fn local_get(
+        &self,
+        epoch: u64,
+        table: Table,
+        key: &[u8],
+    ) -> Result<Option<Record>, ClientError> {
+        let (layout, meta, key) = (self.peers.layout.clone(), self.meta.clone(), key.to_vec());
+        local(move || {
+            let _fenced = layout.fence(Some(epoch)).map_err(Local::Fenced)?;
+            meta.get(table, &key).map_err(Local::Failed)
+        })
+        .await
+    }
+
+    async fn local_merge(
+        &self,
+        epoch: u64,
+        table: Table,
+        record: Record,
+    ) -> Result<(), ClientError> {
+        let (layout, meta) = (self.peers.layout.clone(), self.meta.clone());
+        let cutoff = crate::sync::forget_before(self.horizon);
+        local(move || {
+            let _fenced = layout.fence(Some(epoch)).map_err(Local::Fenced)?;
+            meta.merge_after(table, std::slice::from_ref(&record), cutoff)
+                .map(drop)
+                .map_err(Local::Failed)
+        })
+        .await
+    }
+}
+
+enum Local {
+    Fenced(Fence),
+    Failed(anyhow::Error),
+}
+
+/// Runs a fenced local metadata operation off the async threads, with the
+/// same errors a peer's answer would give.
+async fn local<T: Send + 'static>(
+    f: impl FnOnce() -> Result<T, Local> + Send + 'static,
+) -> Result<T, ClientError> {
+    let here = std::net::SocketAddr::from(([127, 0, 0, 1], 0));
+    match tokio::task::spawn_blocking(f).await {
+        Ok(Ok(v)) => Ok(v),
+        Ok(Err(Local::Fenced(fence))) => Err(ClientError::Fenced(here, fence)),
+        Ok(Err(Local::Failed(e))) => Err(ClientError::Status(here, 500, format!("{e:#}"))),
+        Err(e) => Err(ClientError::Status(
+            here,
+            500,
+            format!("metadata task failed: {e}"),
+        )),
+    }
+}

@@ -1,0 +1,660 @@
+//! Layout epochs on real storage nodes (127.0.0.1, real redb files): the
+//! fence, conditional writes through the partition's primary, transfers to a
+//! new replica, byte-bounded scans, compaction, and answer authentication.
+
+use std::collections::BTreeSet;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use chunkstore::layout::{Committed, LayoutHistory, LayoutVersion, Placement};
+use chunkstore::placement::{LayoutEntry, Member, NodeState};
+use chunkstore::{
+    ClientError, Condition, ConditionalWrite, Fence, NodeClient, Record, ReplicationConfig,
+    StorageConfig, StorageNode, Table,
+};
+
+const SECRET: &str = "layout-test-secret";
+
+async fn bounded<F: Future<Output = ()>>(test: F) {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_env("FLEXDRIVE_LOG"))
+        .with_test_writer()
+        .try_init();
+    tokio::time::timeout(Duration::from_secs(90), test)
+        .await
+        .expect("test took longer than 90 s");
+}
+
+/// Nodes that look for replication work every 100 ms.
+async fn start_nodes(dirs: &[tempfile::TempDir], scan_bytes: usize) -> Vec<StorageNode> {
+    let mut nodes = Vec::new();
+    for dir in dirs {
+        let mut config = StorageConfig::new(
+            dir.path().to_path_buf(),
+            "127.0.0.1:0".parse().unwrap(),
+            SECRET,
+        );
+        config.scan_bytes = scan_bytes;
+        config.replication = ReplicationConfig {
+            check_interval: Duration::from_millis(100),
+            full_push_interval: Duration::from_millis(500),
+            tombstone_horizon: Duration::from_secs(3600),
+        };
+        nodes.push(StorageNode::start(config).await.unwrap());
+    }
+    nodes
+}
+
+fn dirs(n: usize) -> Vec<tempfile::TempDir> {
+    (0..n).map(|_| tempfile::tempdir().unwrap()).collect()
+}
+
+fn members(nodes: &[&StorageNode]) -> Vec<Member> {
+    let mut m: Vec<Member> = nodes
+        .iter()
+        .map(|n| Member {
+            id: n.id().to_string(),
+            zone: format!("zone-{}", n.id()),
+        })
+        .collect();
+    m.sort();
+    m
+}
+
+/// Writes every node's registry entry on every node of `all`, and the given
+/// history on each of `told` (the others stay behind).
+async fn install(all: &[StorageNode], told: &[&StorageNode], history: &LayoutHistory) {
+    let client = NodeClient::new(SECRET);
+    let registry: Vec<Record> = all
+        .iter()
+        .map(|n| {
+            let entry = LayoutEntry {
+                id: n.id().to_string(),
+                zone: format!("zone-{}", n.id()),
+                http_addr: n.http_addr(),
+                state: NodeState::Active,
+            };
+            Record {
+                key: entry.id.as_bytes().to_vec(),
+                ts: 1,
+                value: Some(rmp_serde::to_vec_named(&entry).unwrap()),
+            }
+        })
+        .collect();
+    for node in all {
+        client
+            .meta_put(node.http_addr(), 0, Table::Layout, &registry)
+            .await
+            .unwrap();
+    }
+    for node in told {
+        client.push_layout(node.http_addr(), history).await.unwrap();
+    }
+}
+
+fn history(epoch: u64, versions: Vec<Vec<Member>>, readable: u64) -> LayoutHistory {
+    LayoutHistory {
+        committed: Committed {
+            epoch,
+            versions: versions
+                .into_iter()
+                .enumerate()
+                .map(|(i, members)| LayoutVersion {
+                    number: i as u64 + 1,
+                    members,
+                })
+                .collect(),
+            readable,
+            ..Committed::default()
+        },
+        ..LayoutHistory::default()
+    }
+}
+
+fn addr_of(nodes: &[StorageNode], id: &str) -> SocketAddr {
+    nodes.iter().find(|n| n.id() == id).unwrap().http_addr()
+}
+
+/// A key of partition `p` in the buckets table.
+fn key(p: u16, name: &str) -> Vec<u8> {
+    [&p.to_be_bytes()[..], name.as_bytes()].concat()
+}
+
+fn record(key: Vec<u8>, ts: u64, value: &str) -> Record {
+    Record {
+        key,
+        ts,
+        value: Some(value.as_bytes().to_vec()),
+    }
+}
+
+#[tokio::test]
+async fn requests_at_another_epoch_are_fenced_and_tell_the_node_epoch() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        install(&nodes, &all, &history(2, vec![members(&all)], 1)).await;
+        let client = NodeClient::new(SECRET);
+        let addr = nodes[0].http_addr();
+        let k = key(3, "k");
+        assert_eq!(
+            client.meta_get(addr, 2, Table::Buckets, &k).await.unwrap(),
+            None
+        );
+        match client.meta_get(addr, 1, Table::Buckets, &k).await {
+            Err(ClientError::Fenced(_, Fence::Stale { node_epoch: 2 })) => {}
+            other => panic!("a stale read passed: {other:?}"),
+        }
+        match client
+            .meta_put(addr, 3, Table::Buckets, &[record(k.clone(), 5, "x")])
+            .await
+        {
+            Err(ClientError::Fenced(_, Fence::Behind { node_epoch: 2 })) => {}
+            other => panic!("a write from a newer epoch passed: {other:?}"),
+        }
+        // Nothing was written by the refused request.
+        assert_eq!(nodes[0].meta().get(Table::Buckets, &k).unwrap(), None);
+        // The layout table itself is not fenced: it is how layouts spread.
+        assert!(client.layout(addr).await.unwrap().history.epoch() == 2);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn exactly_one_of_racing_conditional_creates_wins_through_the_primary() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let h = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &h).await;
+        let placement = Placement::new(&h.committed);
+        let p = 42;
+        let primary = placement.primary(p).unwrap().to_string();
+        let k = key(p, "bucket-name");
+
+        let mut tasks = Vec::new();
+        for n in 0..12u64 {
+            let client = NodeClient::new(SECRET);
+            let addr = addr_of(&nodes, &primary);
+            let write = ConditionalWrite {
+                condition: Condition::Absent,
+                write: record(k.clone(), 100 + n, &format!("owner-{n}")),
+            };
+            tasks.push(tokio::spawn(async move {
+                client
+                    .conditional(addr, 1, Table::Buckets, &write)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut winners = Vec::new();
+        for task in tasks {
+            let outcome = task.await.unwrap();
+            if outcome.written {
+                winners.push(outcome.record.unwrap());
+            } else {
+                assert!(
+                    outcome.record.is_some(),
+                    "a refusal names the record that won"
+                );
+            }
+        }
+        assert_eq!(winners.len(), 1, "exactly one create wins");
+        // The winner is on a quorum of the replicas, identical.
+        let holding = nodes
+            .iter()
+            .filter(|n| n.meta().get(Table::Buckets, &k).unwrap().as_ref() == Some(&winners[0]))
+            .count();
+        assert!(holding >= 2, "{holding} replicas hold the winner");
+
+        // Read-modify-write: only the writer that read the current record wins.
+        let client = NodeClient::new(SECRET);
+        let addr = addr_of(&nodes, &primary);
+        let stale = ConditionalWrite {
+            condition: Condition::Unchanged(winners[0].ts - 1),
+            write: record(k.clone(), winners[0].ts + 10, "lost"),
+        };
+        assert!(
+            !client
+                .conditional(addr, 1, Table::Buckets, &stale)
+                .await
+                .unwrap()
+                .written
+        );
+        let fresh = ConditionalWrite {
+            condition: Condition::Unchanged(winners[0].ts),
+            // Stamped below the current record: the primary stamps it above.
+            write: record(k.clone(), 1, "updated"),
+        };
+        let outcome = client
+            .conditional(addr, 1, Table::Buckets, &fresh)
+            .await
+            .unwrap();
+        assert!(outcome.written);
+        assert!(outcome.record.as_ref().unwrap().ts > winners[0].ts);
+
+        // Any other replica refuses: it is not the primary at this epoch.
+        let other = placement
+            .read_set(p)
+            .iter()
+            .find(|id| **id != primary)
+            .unwrap()
+            .clone();
+        match client
+            .conditional(addr_of(&nodes, &other), 1, Table::Buckets, &fresh)
+            .await
+        {
+            Err(ClientError::Fenced(_, Fence::NotPrimary { node_epoch: 1 })) => {}
+            other => panic!("a second primary answered: {other:?}"),
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_primary_that_missed_a_new_epoch_cannot_write() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let old = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &old).await;
+        let p = 7;
+        let old_primary = Placement::new(&old.committed)
+            .primary(p)
+            .unwrap()
+            .to_string();
+        // Epoch 2 takes the primary role away from it; the other two learn
+        // it, the old primary does not (as if it had been paused).
+        let mut new = history(2, vec![members(&all)], 1);
+        new.committed.unavailable = BTreeSet::from([old_primary.clone()]);
+        let others: Vec<&StorageNode> = nodes.iter().filter(|n| n.id() != old_primary).collect();
+        install(&nodes, &others, &new).await;
+        let new_primary = Placement::new(&new.committed)
+            .primary(p)
+            .unwrap()
+            .to_string();
+        assert_ne!(new_primary, old_primary);
+
+        let client = NodeClient::new(SECRET);
+        let k = key(p, "contended");
+        let stale = ConditionalWrite {
+            condition: Condition::Absent,
+            write: record(k.clone(), 10, "from the old primary"),
+        };
+        match client
+            .conditional(addr_of(&nodes, &old_primary), 1, Table::Buckets, &stale)
+            .await
+        {
+            Err(ClientError::Fenced(_, _)) => {}
+            other => panic!("the old primary acted at a superseded epoch: {other:?}"),
+        }
+        // It caught up on the way, and nothing was written anywhere.
+        let old_node = nodes.iter().find(|n| n.id() == old_primary).unwrap();
+        assert_eq!(old_node.layout().epoch(), 2);
+        for node in &nodes {
+            assert_eq!(node.meta().get(Table::Buckets, &k).unwrap(), None);
+        }
+        let fresh = ConditionalWrite {
+            condition: Condition::Absent,
+            write: record(k.clone(), 11, "from the new primary"),
+        };
+        let outcome = client
+            .conditional(addr_of(&nodes, &new_primary), 2, Table::Buckets, &fresh)
+            .await
+            .unwrap();
+        assert!(outcome.written);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_new_replica_pulls_its_partitions_from_a_quorum_before_it_counts_as_synced() {
+    bounded(async {
+        let dirs = dirs(4);
+        // A tiny byte bound: every page is one record, so transfers page.
+        let nodes = start_nodes(&dirs, 1).await;
+        let (old, new) = nodes.split_at(3);
+        let old_refs: Vec<&StorageNode> = old.iter().collect();
+        let v1 = history(1, vec![members(&old_refs)], 1);
+        install(&nodes, &old_refs, &v1).await;
+        // Records on two of the three old replicas only, as quorum writes
+        // leave them, in every partition.
+        let client = NodeClient::new(SECRET);
+        let mut written = Vec::new();
+        let mut by_node: std::collections::BTreeMap<String, Vec<Record>> = Default::default();
+        for p in 0..=256u16 {
+            let replicas = Placement::new(&v1.committed).read_set(p).to_vec();
+            for i in 0..3 {
+                let r = record(key(p, &format!("k{i}")), 5, &format!("v{p}-{i}"));
+                for id in replicas.iter().skip(i % 2).take(2) {
+                    by_node.entry(id.clone()).or_default().push(r.clone());
+                }
+                written.push(r);
+            }
+        }
+        for (id, records) in by_node {
+            client
+                .meta_put(addr_of(&nodes, &id), 1, Table::Objects, &records)
+                .await
+                .unwrap();
+        }
+        // Epoch 2 adds the fourth node.
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let v2 = history(2, vec![members(&old_refs), members(&all)], 1);
+        install(&nodes, &all, &v2).await;
+        let d = new[0].id().to_string();
+        let placement = Placement::new(&v2.committed);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let h = new[0].layout().history();
+            if placement.pulls_owed(&h.synced, &d).is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "transfer did not finish"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        // Every record of every partition it owes is there.
+        let mut expected = 0;
+        for r in &written {
+            let p = u16::from_be_bytes([r.key[0], r.key[1]]);
+            if placement.replicas_in(2, p).contains(&d) && !placement.read_set(p).contains(&d) {
+                expected += 1;
+                assert_eq!(
+                    new[0].meta().get(Table::Objects, &r.key).unwrap().as_ref(),
+                    Some(r),
+                    "partition {p}"
+                );
+            }
+        }
+        assert!(expected > 0);
+        // And the other nodes heard of it: the leader reads their trackers.
+        let heard = client.layout(old[0].http_addr()).await.unwrap().history;
+        assert!(placement.transitions(&heard.synced)[0].partitions_synced == 257);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn scans_are_bounded_in_bytes_and_page_to_the_end() {
+    bounded(async {
+        let dirs = dirs(1);
+        let nodes = start_nodes(&dirs, 10 * 1024).await;
+        let client = NodeClient::new(SECRET);
+        let addr = nodes[0].http_addr();
+        // 20 records of 4 KiB: a 10 KiB bound cuts pages at two or three.
+        let big = "x".repeat(4096);
+        let records: Vec<Record> = (0..20)
+            .map(|i| record(key(1, &format!("k{i:02}")), 1, &big))
+            .collect();
+        client
+            .meta_put(addr, 0, Table::Objects, &records)
+            .await
+            .unwrap();
+        let mut position = key(1, "");
+        let mut seen = 0;
+        let mut pages = 0;
+        loop {
+            let page = client
+                .meta_scan(addr, 0, Table::Objects, &position, &key(2, ""), 1000)
+                .await
+                .unwrap();
+            assert!(
+                page.records.len() <= 3,
+                "{} records in a page",
+                page.records.len()
+            );
+            seen += page.records.len();
+            pages += 1;
+            match page.records.last() {
+                Some(last) if page.more => position = [last.key.as_slice(), &[0]].concat(),
+                _ => break,
+            }
+        }
+        assert_eq!(seen, 20);
+        assert!(pages >= 7);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn tombstones_every_replica_holds_are_compacted_after_the_horizon() {
+    bounded(async {
+        let dirs = dirs(3);
+        let mut nodes = Vec::new();
+        for dir in &dirs {
+            let mut config = StorageConfig::new(
+                dir.path().to_path_buf(),
+                "127.0.0.1:0".parse().unwrap(),
+                SECRET,
+            );
+            config.replication = ReplicationConfig {
+                check_interval: Duration::from_millis(100),
+                full_push_interval: Duration::from_millis(300),
+                tombstone_horizon: Duration::from_secs(2),
+            };
+            nodes.push(StorageNode::start(config).await.unwrap());
+        }
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        install(&nodes, &all, &history(1, vec![members(&all)], 1)).await;
+        let client = NodeClient::new(SECRET);
+        let now_ts = |offset_ms: i64| {
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .unwrap()
+                .as_millis() as i64;
+            chunkstore::wire::ts_of_millis((ms + offset_ms) as u64)
+        };
+        let old_tomb = Record {
+            key: key(9, "deleted-long-ago"),
+            ts: now_ts(-3_600_000),
+            value: None,
+        };
+        let new_tomb = Record {
+            key: key(9, "deleted-just-now"),
+            ts: now_ts(3_600_000),
+            value: None,
+        };
+        for node in &nodes {
+            client
+                .meta_put(
+                    node.http_addr(),
+                    1,
+                    Table::Buckets,
+                    &[old_tomb.clone(), new_tomb.clone()],
+                )
+                .await
+                .unwrap();
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        while nodes.iter().any(|n| {
+            n.meta()
+                .get(Table::Buckets, &old_tomb.key)
+                .unwrap()
+                .is_some()
+        }) {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the old tombstone stayed"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        for node in &nodes {
+            assert!(
+                node.meta()
+                    .get(Table::Buckets, &new_tomb.key)
+                    .unwrap()
+                    .is_some()
+            );
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_tombstone_a_replica_lacks_is_not_compacted() {
+    bounded(async {
+        let dirs = dirs(3);
+        let mut nodes = Vec::new();
+        for dir in &dirs {
+            let mut config = StorageConfig::new(
+                dir.path().to_path_buf(),
+                "127.0.0.1:0".parse().unwrap(),
+                SECRET,
+            );
+            config.replication = ReplicationConfig {
+                check_interval: Duration::from_millis(100),
+                full_push_interval: Duration::from_millis(300),
+                tombstone_horizon: Duration::from_secs(1),
+            };
+            nodes.push(StorageNode::start(config).await.unwrap());
+        }
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        install(&nodes, &all, &history(1, vec![members(&all)], 1)).await;
+        let client = NodeClient::new(SECRET);
+        // A record every replica has, long ago.
+        let live = record(key(9, "deleted"), 1 << 16, "alive");
+        for node in &nodes {
+            client
+                .meta_put(
+                    node.http_addr(),
+                    1,
+                    Table::Buckets,
+                    std::slice::from_ref(&live),
+                )
+                .await
+                .unwrap();
+        }
+        // A replica goes away; then the record is deleted (long ago too, by
+        // the timestamps): pushes to that replica fail, so nobody may forget
+        // the tombstone, or the gone replica's copy would come back.
+        let gone = nodes.pop().unwrap();
+        gone.shutdown().await;
+        let tomb = Record {
+            key: live.key.clone(),
+            ts: 2 << 16,
+            value: None,
+        };
+        client
+            .meta_put(
+                nodes[0].http_addr(),
+                1,
+                Table::Buckets,
+                std::slice::from_ref(&tomb),
+            )
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        for node in &nodes {
+            assert_eq!(
+                node.meta().get(Table::Buckets, &tomb.key).unwrap(),
+                Some(tomb.clone())
+            );
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// A plain HTTP server that answers every request 200 with `body`, as a
+/// process that is not a node of the cluster would (no answer tag).
+async fn impostor(body: Vec<u8>, with_protocol: bool) -> SocketAddr {
+    use http_body_util::Full;
+    use hyper::body::Bytes;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        loop {
+            let Ok((stream, _)) = listener.accept().await else {
+                return;
+            };
+            let body = body.clone();
+            tokio::spawn(async move {
+                let service = hyper::service::service_fn(move |_req| {
+                    let body = body.clone();
+                    async move {
+                        let mut resp = hyper::Response::new(Full::new(Bytes::from(body)));
+                        if with_protocol {
+                            resp.headers_mut()
+                                .insert("x-fd-protocol", "2".parse().unwrap());
+                        }
+                        Ok::<_, std::convert::Infallible>(resp)
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(hyper_util::rt::TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn answers_without_a_valid_tag_are_refused() {
+    bounded(async {
+        // A forged record, well encoded.
+        let forged = Some(record(key(256, "root-key"), 99, "attacker's secret"));
+        let body = postcard::to_stdvec(&forged).unwrap();
+        let client = NodeClient::new(SECRET);
+        for with_protocol in [false, true] {
+            let addr = impostor(body.clone(), with_protocol).await;
+            match client
+                .meta_get(addr, 1, Table::Keys, &key(256, "root-key"))
+                .await
+            {
+                Err(ClientError::Status(_, 200, why)) => assert!(why.contains("answer")),
+                other => panic!("a forged answer was taken: {other:?}"),
+            }
+        }
+        // Only during a rolling upgrade, and only from a node that speaks 0.1.
+        let legacy = NodeClient::new(SECRET).accepting_legacy_peers(true);
+        let addr = impostor(body.clone(), false).await;
+        assert!(legacy.meta_get(addr, 1, Table::Keys, b"..").await.is_ok());
+        let addr = impostor(body, true).await;
+        assert!(legacy.meta_get(addr, 1, Table::Keys, b"..").await.is_err());
+
+        // A real node's answers carry a tag the client checks.
+        let dirs = dirs(1);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        assert_eq!(
+            client
+                .meta_get(nodes[0].http_addr(), 0, Table::Keys, b"k")
+                .await
+                .unwrap(),
+            None
+        );
+        let stranger = NodeClient::new("another cluster's secret");
+        assert!(stranger.status(nodes[0].http_addr()).await.is_err());
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
