@@ -1,13 +1,14 @@
 //! The client side of the admin API (`flexdrive admin ...`): one request per
 //! command, answers printed as lines for people or as the API's JSON.
 
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
 use bytes::Bytes;
 use gateway::admin::{
     Allow, BucketInfo, BucketList, CreateBucket, CreateKey, CreatedKey, ErrorBody, KeyInfo,
-    KeyList, MemberInfo, NodeDetail, NodeList, Status,
+    KeyList, LayoutStatus, MemberInfo, NodeDetail, NodeList, Status,
 };
 use gateway::workers::gc::GcReport;
 use gateway::workers::repair::DurabilityReport;
@@ -31,6 +32,10 @@ const DRAIN_POLL: Duration = Duration::from_secs(1);
 /// What the cluster commands ask for.
 pub enum ClusterAction {
     Status,
+    /// The layout, following transitions for at most `wait`.
+    Layout {
+        wait: Duration,
+    },
     NodeList,
     /// Decommission, waiting at most `wait` for the drain to finish.
     NodeRemove {
@@ -229,6 +234,7 @@ impl AdminClient {
                     status_text(&status)
                 }
             }
+            ClusterAction::Layout { wait } => self.layout(wait, json).await?,
             ClusterAction::NodeList => {
                 let list: NodeList = decode(&get("/v1/nodes").await?)?;
                 if json {
@@ -292,6 +298,56 @@ impl AdminClient {
                     format!("Deleted bucket {name}")
                 }
             }
+        })
+    }
+
+    /// The layout; with a `wait`, follows each transition with a progress
+    /// bar on stderr until none is left (or the wait is over).
+    async fn layout(&self, wait: Duration, json: bool) -> anyhow::Result<String> {
+        let get = || async {
+            let raw = self.call(Method::GET, "/v1/layout", None::<&()>).await?;
+            decode::<LayoutStatus>(&raw)
+        };
+        let mut layout = get().await?;
+        if !wait.is_zero() && !layout.transitions.is_empty() {
+            let bars = indicatif::MultiProgress::new();
+            if json {
+                bars.set_draw_target(indicatif::ProgressDrawTarget::hidden());
+            }
+            let style = indicatif::ProgressStyle::with_template(
+                "{spinner} version {prefix}: [{bar:30}] {pos}/{len} partitions synced ({elapsed})",
+            )
+            .unwrap_or_else(|_| indicatif::ProgressStyle::default_bar());
+            let mut shown: BTreeMap<u64, indicatif::ProgressBar> = BTreeMap::new();
+            let deadline = tokio::time::Instant::now() + wait;
+            while !layout.transitions.is_empty() && tokio::time::Instant::now() < deadline {
+                for t in &layout.transitions {
+                    let bar = shown.entry(t.version).or_insert_with(|| {
+                        let bar =
+                            bars.add(indicatif::ProgressBar::new(u64::from(t.partitions_total)));
+                        bar.set_style(style.clone());
+                        bar.set_prefix(t.version.to_string());
+                        bar
+                    });
+                    bar.set_position(u64::from(t.partitions_synced));
+                    bar.tick();
+                }
+                for (version, bar) in &shown {
+                    if !layout.transitions.iter().any(|t| t.version == *version) {
+                        bar.finish();
+                    }
+                }
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                layout = get().await?;
+            }
+            for bar in shown.values() {
+                bar.finish();
+            }
+        }
+        Ok(if json {
+            pretty(&layout)
+        } else {
+            layout_text(&layout)
         })
     }
 
@@ -473,6 +529,66 @@ fn gc_text(g: &GcReport) -> String {
     out.join("\n")
 }
 
+/// A bar of `width` characters, `done` of `total` filled.
+fn text_bar(done: u32, total: u32, width: usize) -> String {
+    let filled = (done as usize * width)
+        .checked_div(total as usize)
+        .unwrap_or(width)
+        .min(width);
+    format!("[{}{}]", "#".repeat(filled), "-".repeat(width - filled))
+}
+
+fn layout_text(l: &LayoutStatus) -> String {
+    if l.epoch == 0 {
+        return "Layout: not decided yet (waiting for three storage nodes)".to_string();
+    }
+    let versions: Vec<String> = l
+        .versions
+        .iter()
+        .map(|v| format!("{} ({} nodes)", v.number, v.members.len()))
+        .collect();
+    let mut out = vec![format!(
+        "Layout: epoch {}{}, versions {}, reads from version {}",
+        l.epoch,
+        l.decided
+            .as_deref()
+            .map(|d| format!(" (decided {d})"))
+            .unwrap_or_default(),
+        versions.join(", "),
+        l.readable
+    )];
+    if l.transitions.is_empty() {
+        out.push("  no transition in progress".to_string());
+    }
+    for t in &l.transitions {
+        out.push(format!(
+            "  transition to version {}: {} {}/{} partitions synced",
+            t.version,
+            text_bar(t.partitions_synced, t.partitions_total, 30),
+            t.partitions_synced,
+            t.partitions_total
+        ));
+    }
+    if !l.unavailable.is_empty() {
+        out.push(format!(
+            "  not primaries (down): {}",
+            l.unavailable.join(", ")
+        ));
+    }
+    let behind: usize = l
+        .nodes_at_epoch
+        .iter()
+        .filter(|(e, _)| **e < l.epoch)
+        .map(|(_, n)| n)
+        .sum();
+    if behind > 0 {
+        out.push(format!(
+            "  {behind} storage nodes have not learned this epoch yet"
+        ));
+    }
+    out.join("\n")
+}
+
 fn status_text(s: &Status) -> String {
     let storage = s.members.iter().filter(|m| m.role == "storage").count();
     let down = s
@@ -497,6 +613,7 @@ fn status_text(s: &Status) -> String {
     if !p.without_quorum.is_empty() {
         out.push(format!("  without quorum: {:?}", p.without_quorum));
     }
+    out.push(layout_text(&s.layout));
     out.push(durability_text(&s.durability));
     out.push(gc_text(&s.gc));
     if let Some(leader) = &s.leader {

@@ -77,8 +77,16 @@ struct AdminArgs {
 
 #[derive(Subcommand)]
 enum AdminCommand {
-    /// Members, partitions, chunks below three copies, repair and GC queues.
+    /// Members, partitions, layout, chunks below three copies, repair and GC queues.
     Status,
+    /// The layout: epoch, live versions, where reads go, transitions in
+    /// progress; with --wait, follows the transitions with progress bars
+    /// until they are done.
+    Layout {
+        /// Longest wait for transitions to finish, in seconds (0: do not wait).
+        #[arg(long, default_value_t = 0)]
+        wait: u64,
+    },
     /// Storage nodes.
     #[command(subcommand)]
     Node(NodeCommand),
@@ -581,6 +589,10 @@ async fn admin(args: AdminArgs) -> anyhow::Result<()> {
         AdminCommand::Key(command) => command,
         AdminCommand::Status => {
             return print_cluster(&client, ClusterAction::Status, args.json).await;
+        }
+        AdminCommand::Layout { wait } => {
+            let wait = Duration::from_secs(wait);
+            return print_cluster(&client, ClusterAction::Layout { wait }, args.json).await;
         }
         AdminCommand::Node(NodeCommand::List) => {
             return print_cluster(&client, ClusterAction::NodeList, args.json).await;

@@ -10,7 +10,8 @@
 //! | `GET /v1/keys` | [`KeyList`] |
 //! | `DELETE /v1/keys/{access_key}` | 204 |
 //! | `POST /v1/keys/{access_key}/allow` [`Allow`] | [`KeyInfo`] |
-//! | `GET /v1/status` | [`Status`]: members, partitions, durability, GC |
+//! | `GET /v1/status` | [`Status`]: members, partitions, layout, durability, GC |
+//! | `GET /v1/layout` | [`LayoutStatus`]: epoch, versions, transitions in progress |
 //! | `GET /v1/nodes` | [`NodeList`] |
 //! | `GET /v1/nodes/{id}` | [`NodeDetail`] (with drain progress) |
 //! | `POST /v1/nodes/{id}/remove` | 202 [`NodeDetail`]: the node drains, then leaves the layout |
@@ -26,6 +27,7 @@
 //!
 //! Errors are [`ErrorBody`] with the HTTP status.
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, UNIX_EPOCH};
@@ -192,11 +194,43 @@ pub struct CreateBucket {
     pub name: String,
 }
 
+/// The layout: its epoch, live versions, where reads go, and each
+/// transition's progress (`GET /v1/layout`, and part of the status).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct LayoutStatus {
+    /// The decided epoch (0: none yet).
+    pub epoch: u64,
+    /// Live versions, oldest first.
+    pub versions: Vec<VersionInfo>,
+    /// The version reads go to.
+    pub readable: u64,
+    /// Versions newer than the readable one, with the partitions whose new
+    /// replicas have all pulled their records.
+    pub transitions: Vec<chunkstore::layout::Transition>,
+    /// Nodes that are no partition's primary (down for a while).
+    pub unavailable: Vec<String>,
+    /// When the current epoch was decided (RFC 3339).
+    #[serde(default)]
+    pub decided: Option<String>,
+    /// Storage nodes that answered, by the epoch they hold.
+    #[serde(default)]
+    pub nodes_at_epoch: BTreeMap<u64, usize>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct VersionInfo {
+    pub number: u64,
+    /// Node ids holding partitions in it.
+    pub members: Vec<String>,
+}
+
 /// `GET /v1/status`.
 #[derive(Debug, Serialize, Deserialize)]
 pub struct Status {
     pub members: Vec<MemberInfo>,
     pub partitions: PartitionHealth,
+    #[serde(default)]
+    pub layout: LayoutStatus,
     pub durability: DurabilityReport,
     pub gc: GcReport,
     /// The storage node whose workers' figures these are (None while no
@@ -329,6 +363,7 @@ impl AdminApi {
                 }
             }
             (&Method::GET, ["v1", "status"]) => json(StatusCode::OK, &self.status().await),
+            (&Method::GET, ["v1", "layout"]) => json(StatusCode::OK, &self.layout().await),
             (&Method::GET, ["v1", "nodes"]) => json(
                 StatusCode::OK,
                 &NodeList {
@@ -363,7 +398,7 @@ impl AdminApi {
                 _,
                 [
                     "v1",
-                    "keys" | "nodes" | "status" | "repair" | "gc" | "buckets",
+                    "keys" | "nodes" | "status" | "layout" | "repair" | "gc" | "buckets",
                     ..,
                 ],
             ) => error(
@@ -535,9 +570,38 @@ impl AdminApi {
             .unwrap_or_default()
     }
 
+    /// The layout as every live storage node's copy merged shows it.
+    async fn layout(&self) -> LayoutStatus {
+        let epochs = self.cluster.refresh(usize::MAX).await;
+        let layout = self.cluster.layout();
+        let history = layout.history();
+        let committed = &history.committed;
+        let mut nodes_at_epoch = BTreeMap::new();
+        for epoch in epochs.values().flatten() {
+            *nodes_at_epoch.entry(*epoch).or_default() += 1;
+        }
+        LayoutStatus {
+            epoch: committed.epoch,
+            versions: committed
+                .versions
+                .iter()
+                .map(|v| VersionInfo {
+                    number: v.number,
+                    members: v.members.iter().map(|m| m.id.clone()).collect(),
+                })
+                .collect(),
+            readable: committed.readable,
+            transitions: layout.placement().transitions(&history.synced),
+            unavailable: committed.unavailable.iter().cloned().collect(),
+            decided: (committed.epoch > 0).then(|| rfc3339(committed.made_ms)),
+            nodes_at_epoch,
+        }
+    }
+
     async fn status(&self) -> Status {
         let workers = self.workers().await;
         Status {
+            layout: self.layout().await,
             members: self.members(),
             partitions: self.partitions(),
             durability: workers.durability,

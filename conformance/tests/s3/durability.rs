@@ -240,7 +240,14 @@ async fn nodes_that_join_later_receive_the_metadata_they_now_hold() {
     loop {
         let layout = cluster.layout();
         let mut missing = Vec::new();
-        if layout.len() == 6 {
+        // The transition is over: one live version, with all six nodes,
+        // and reads go to it.
+        let settled = layout.placement().version_numbers().count() == 1
+            && layout.placement().nodes().len() == 6;
+        if !settled {
+            missing.push(format!("layout at epoch {} not settled", layout.epoch()));
+        }
+        if settled {
             for b in &buckets {
                 let bucket_key = model::bucket_key(b);
                 let mut bucket_id = None;

@@ -326,14 +326,34 @@ impl Cluster {
                 history.merge(&snapshot.history);
             }
         }
-        // Nodes behind the merged epoch get it now rather than by a fenced
-        // request later.
+        // Nodes behind get what they lack now: the merged epoch (rather than
+        // by a fenced request later) and the registry entries they miss or
+        // hold older (a node that joined after an entry was written needs
+        // its peers' addresses for transfers).
         for (node, answer) in &answers {
-            if let Some(snapshot) = answer
-                && snapshot.history.epoch() < history.epoch()
+            let Some(snapshot) = answer else { continue };
+            if snapshot.history.epoch() < history.epoch()
                 && let Err(e) = self.client.push_layout(node.addr, &history).await
             {
                 tracing::debug!(node = %node.id, error = %e, "cannot give a node the layout");
+            }
+            let held: HashMap<&str, u64> = snapshot
+                .registry
+                .iter()
+                .map(|(ts, e)| (e.id.as_str(), *ts))
+                .collect();
+            let missing: Vec<Record> = nodes
+                .values()
+                .filter(|(ts, e)| held.get(e.id.as_str()).is_none_or(|held| held < ts))
+                .filter_map(|(ts, e)| registry_record(*ts, e))
+                .collect();
+            if !missing.is_empty()
+                && let Err(e) = self
+                    .client
+                    .meta_put(node.addr, 0, Table::Layout, &missing)
+                    .await
+            {
+                tracing::debug!(node = %node.id, error = %e, "cannot give a node registry entries");
             }
         }
         self.install(nodes, history);
@@ -409,12 +429,7 @@ impl Cluster {
         for entry in entries {
             let previous = current.nodes.get(&entry.id).map_or(0, |(ts, _)| *ts);
             let ts = self.hlc.now().max(previous + 1);
-            let value = rmp_serde::to_vec_named(&entry).map_err(|e| e.to_string())?;
-            records.push(Record {
-                key: entry.id.as_bytes().to_vec(),
-                ts,
-                value: Some(value),
-            });
+            records.push(registry_record(ts, &entry).ok_or("cannot encode a registry entry")?);
             stamped.push((ts, entry));
         }
         if records.is_empty() {
@@ -486,6 +501,15 @@ impl Cluster {
             Err(poisoned) => *poisoned.into_inner() = layout,
         }
     }
+}
+
+/// A registry entry as a record of the `layout` table.
+fn registry_record(ts: u64, entry: &LayoutEntry) -> Option<Record> {
+    Some(Record {
+        key: entry.id.as_bytes().to_vec(),
+        ts,
+        value: Some(rmp_serde::to_vec_named(entry).ok()?),
+    })
 }
 
 /// Merges registry entries: the later timestamp wins.
