@@ -31,6 +31,13 @@ pub const MAX_SCAN_LIMIT: u32 = 10_000;
 /// tests ([`crate::StorageConfig::scan_bytes`]).
 pub const MAX_SCAN_BYTES: usize = 8 * 1024 * 1024;
 
+/// How far ahead of a node's clock a record's timestamp may be: a writer
+/// whose clock is further ahead is refused (400) rather than let its writes
+/// win over every later one for as long as its clock is wrong. Gateways
+/// follow timestamps at most 60 s ahead (their hybrid logical clock), so
+/// this leaves 30 s for the clocks of writer and node to differ.
+pub const MAX_RECORD_AHEAD: Duration = Duration::from_secs(90);
+
 /// Conditional writes whose keys a primary serialises independently: keys
 /// hash onto this many locks (a collision only serialises two unrelated
 /// keys).

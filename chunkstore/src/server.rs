@@ -66,7 +66,8 @@ use crate::layout::{Accept, LayoutHistory, Prepare};
 use crate::layout_store::{Fence, LayoutStore, is_reserved};
 use crate::limits::{
     ACCEPT_ERROR_PAUSE, MAX_CHUNK_LIST, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY,
-    MAX_META_BODY, MAX_SCAN_BYTES, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
+    MAX_META_BODY, MAX_RECORD_AHEAD, MAX_SCAN_BYTES, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT,
+    SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
 use crate::metrics::StorageMetrics;
@@ -730,6 +731,7 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 })
                 .await?;
             } else {
+                check_clock(&records)?;
                 let (meta, layout) = (state.meta.clone(), state.layout.clone());
                 let cutoff = crate::sync::forget_before(state.horizon);
                 fenced_meta(move || {
@@ -964,6 +966,27 @@ async fn get_chunk(state: &State, query: &Query, id: ChunkId) -> Result<Resp, Re
         headers.insert(wire::header::OWNER, v);
     }
     Ok(resp)
+}
+
+/// Refuses records stamped further ahead of this node's clock than
+/// [`MAX_RECORD_AHEAD`]: their writer's clock is wrong, and its records would
+/// win over every later write until real time caught up.
+fn check_clock(records: &[Record]) -> Result<(), Reject> {
+    let now_ms = SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let limit = wire::ts_of_millis(now_ms + MAX_RECORD_AHEAD.as_millis() as u64);
+    match records.iter().map(|r| r.ts).max() {
+        Some(ts) if ts > limit => Err(reject(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "record timestamp is {} s ahead of this node's clock: the writer's clock is wrong (check NTP)",
+                (wire::ts_millis(ts) - now_ms) / 1000
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Parses the 8-hex-digit crc32c header.

@@ -394,6 +394,44 @@ async fn a_new_replica_pulls_its_partitions_from_a_quorum_before_it_counts_as_sy
 }
 
 #[tokio::test]
+async fn a_record_stamped_far_ahead_of_the_node_clock_is_refused() {
+    bounded(async {
+        let dirs = dirs(1);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let client = NodeClient::new(SECRET);
+        let addr = nodes[0].http_addr();
+        let now_ms = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis() as u64;
+        let ahead = chunkstore::wire::ts_of_millis(now_ms + 600_000);
+        let k = key(3, "skewed");
+        match client
+            .meta_put(
+                addr,
+                0,
+                Table::Objects,
+                &[record(k.clone(), ahead, "from the future")],
+            )
+            .await
+        {
+            Err(ClientError::Status(_, 400, why)) => assert!(why.contains("clock"), "{why}"),
+            other => panic!("a record 10 minutes ahead was taken: {other:?}"),
+        }
+        assert_eq!(nodes[0].meta().get(Table::Objects, &k).unwrap(), None);
+        let fine = chunkstore::wire::ts_of_millis(now_ms + 5_000);
+        client
+            .meta_put(addr, 0, Table::Objects, &[record(k.clone(), fine, "now")])
+            .await
+            .unwrap();
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
 async fn scans_are_bounded_in_bytes_and_page_to_the_end() {
     bounded(async {
         let dirs = dirs(1);

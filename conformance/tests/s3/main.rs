@@ -14,6 +14,7 @@ mod cors;
 mod durability;
 mod errors;
 mod gc;
+mod layout;
 mod lifecycle;
 mod listing;
 mod metrics;

@@ -27,7 +27,7 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
 
-use crate::limits::{MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, SCAN_BATCH};
+use crate::limits::{MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, REPLICAS, SCAN_BATCH};
 use crate::store::cluster::Cluster;
 use crate::store::hlc::Hlc;
 
@@ -177,6 +177,12 @@ impl Tables {
                             Ok(Attempt::Again)
                         }
                         Err(e) => {
+                            // A primary that does not answer may have been
+                            // replaced by a newer epoch (it is down): look.
+                            self.cluster.refresh(REPLICAS).await;
+                            if self.cluster.layout().epoch() > epoch {
+                                return Ok(Attempt::Again);
+                            }
                             self.cluster.metrics().quorum_failure("cas");
                             Err(s3_error!(
                                 ServiceUnavailable,
@@ -293,6 +299,7 @@ impl Tables {
         drop(tx);
         let mut acked: BTreeSet<String> = BTreeSet::new();
         let mut fenced = None;
+        let mut refusal = None;
         while let Some((id, addr, result)) = rx.recv().await {
             match result {
                 Ok(()) => {
@@ -305,6 +312,7 @@ impl Tables {
                     }
                 }
                 Err(ClientError::Fenced(_, fence)) => fenced = Some((addr, fence)),
+                Err(ClientError::Status(_, 400, why)) => refusal = Some(why),
                 Err(_) => {}
             }
         }
@@ -315,8 +323,11 @@ impl Tables {
         self.cluster.metrics().quorum_failure("write");
         Err(s3_error!(
             ServiceUnavailable,
-            "metadata write reached {} replicas, not a quorum of every replica set",
-            acked.len()
+            "metadata write reached {} replicas, not a quorum of every replica set{}",
+            acked.len(),
+            refusal
+                .map(|why| format!(" (refused: {why})"))
+                .unwrap_or_default()
         ))
     }
 
