@@ -75,6 +75,7 @@ OPTIONS: dict[str, Any] = {
     "fullnameOverride": "s3",
     "image": {"digest": "sha256:" + "0" * 64},
     "logLevel": "debug",
+    "legacyPeers": True,
     "auth": {
         "existingClusterSecret": "ops-cluster-secret",
         "adminToken": "an-admin-token-given-as-a-value",
@@ -298,6 +299,11 @@ def wiring(docs: list[dict[str, Any]], values_name: str, values: dict[str, Any],
             if role == "gateway":
                 need |= {"FLEXDRIVE_ROOT_ACCESS_KEY", "FLEXDRIVE_ROOT_SECRET_KEY"}
             assert need <= env, f"{role}: missing env {sorted(need - env)}"
+            # Upgrading from 0.1 is the only reason for legacy gossip: every
+            # pod has it then, or none.
+            legacy = [e.get("value") for e in c["env"] if e["name"] == "FLEXDRIVE_LEGACY_PEERS"]
+            want = ["true"] if values.get("legacyPeers") else []
+            assert legacy == want, f"{role}: FLEXDRIVE_LEGACY_PEERS is {legacy}, values say {want}"
             admin = {p["name"]: p for p in c["ports"]}.get("admin")
             assert admin and admin["containerPort"] == ADMIN_PORT, f"{role}: no admin port {ADMIN_PORT}"
             assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "admin"}, f"{role}: readiness probe"

@@ -167,6 +167,10 @@ prometheus.io/path: /metrics
     secretKeyRef:
       name: {{ include "flexdrive.adminTokenSecretName" . }}
       key: admin-token
+{{- if .Values.legacyPeers }}
+- name: FLEXDRIVE_LEGACY_PEERS
+  value: "true"
+{{- end }}
 {{- end }}
 
 {{/* Probes on the admin port: call with (dict "ctx" $ "values" .Values.storage). */}}
