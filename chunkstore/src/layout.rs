@@ -35,7 +35,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::placement::{LayoutEntry, META_REPLICAS, Member, NodeState, PARTITIONS, replicas_of};
+use crate::placement::{
+    LayoutEntry, META_REPLICAS, Member, PARTITIONS, active_members, replicas_of,
+};
 
 /// Every partition, the system partition (the last) included.
 pub const ALL_PARTITIONS: u16 = PARTITIONS + 1;
@@ -209,15 +211,7 @@ impl Placement {
     /// The placement of a cluster without a decided layout (epoch 0): one
     /// version, 0, of the registry's active nodes, as 0.1 placed partitions.
     pub fn from_registry<'a>(entries: impl IntoIterator<Item = &'a LayoutEntry>) -> Placement {
-        let mut members: Vec<Member> = entries
-            .into_iter()
-            .filter(|e| e.state == NodeState::Active)
-            .map(|e| Member {
-                id: e.id.clone(),
-                zone: e.zone.clone(),
-            })
-            .collect();
-        members.sort();
+        let members = active_members(entries);
         let versions = if members.is_empty() {
             Vec::new()
         } else {
@@ -765,6 +759,7 @@ mod tests {
 
     #[test]
     fn the_registry_places_partitions_as_0_1_did() {
+        use crate::placement::NodeState;
         let entries: Vec<LayoutEntry> = ["a", "b", "c", "d"]
             .iter()
             .map(|id| LayoutEntry {

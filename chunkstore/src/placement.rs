@@ -78,15 +78,10 @@ pub struct Member {
     pub zone: String,
 }
 
-/// The `n` active nodes with the highest score for this partition, distinct
-/// zones first (see [`replicas_of`]). Draining and removed nodes hold no
-/// partitions.
-pub fn replicas<'a>(
-    partition: u16,
-    nodes: impl IntoIterator<Item = &'a LayoutEntry>,
-    n: usize,
-) -> Vec<String> {
-    let members: Vec<Member> = nodes
+/// The registry's active nodes as layout members, sorted: draining and
+/// removed nodes hold no partitions.
+pub fn active_members<'a>(entries: impl IntoIterator<Item = &'a LayoutEntry>) -> Vec<Member> {
+    let mut members: Vec<Member> = entries
         .into_iter()
         .filter(|e| e.state == NodeState::Active)
         .map(|e| Member {
@@ -94,7 +89,18 @@ pub fn replicas<'a>(
             zone: e.zone.clone(),
         })
         .collect();
-    replicas_of(partition, &members, n)
+    members.sort();
+    members
+}
+
+/// The `n` active nodes with the highest score for this partition, distinct
+/// zones first (see [`replicas_of`]).
+pub fn replicas<'a>(
+    partition: u16,
+    nodes: impl IntoIterator<Item = &'a LayoutEntry>,
+    n: usize,
+) -> Vec<String> {
+    replicas_of(partition, &active_members(nodes), n)
 }
 
 /// The `n` members with the highest score for this partition (rendezvous

@@ -28,6 +28,15 @@ async fn bounded<F: Future<Output = ()>>(test: F) {
 
 /// Nodes that look for replication work every 100 ms.
 async fn start_nodes(dirs: &[tempfile::TempDir], scan_bytes: usize) -> Vec<StorageNode> {
+    start_nodes_with(dirs, scan_bytes, Duration::from_secs(3600)).await
+}
+
+/// Nodes as [`start_nodes`], forgetting deletions after `horizon`.
+async fn start_nodes_with(
+    dirs: &[tempfile::TempDir],
+    scan_bytes: usize,
+    horizon: Duration,
+) -> Vec<StorageNode> {
     let mut nodes = Vec::new();
     for dir in dirs {
         let mut config = StorageConfig::new(
@@ -38,8 +47,8 @@ async fn start_nodes(dirs: &[tempfile::TempDir], scan_bytes: usize) -> Vec<Stora
         config.scan_bytes = scan_bytes;
         config.replication = ReplicationConfig {
             check_interval: Duration::from_millis(100),
-            full_push_interval: Duration::from_millis(500),
-            tombstone_horizon: Duration::from_secs(3600),
+            full_push_interval: Duration::from_millis(300),
+            tombstone_horizon: horizon,
         };
         nodes.push(StorageNode::start(config).await.unwrap());
     }
@@ -480,20 +489,7 @@ async fn scans_are_bounded_in_bytes_and_page_to_the_end() {
 async fn tombstones_every_replica_holds_are_compacted_after_the_horizon() {
     bounded(async {
         let dirs = dirs(3);
-        let mut nodes = Vec::new();
-        for dir in &dirs {
-            let mut config = StorageConfig::new(
-                dir.path().to_path_buf(),
-                "127.0.0.1:0".parse().unwrap(),
-                SECRET,
-            );
-            config.replication = ReplicationConfig {
-                check_interval: Duration::from_millis(100),
-                full_push_interval: Duration::from_millis(300),
-                tombstone_horizon: Duration::from_secs(2),
-            };
-            nodes.push(StorageNode::start(config).await.unwrap());
-        }
+        let nodes = start_nodes_with(&dirs, usize::MAX, Duration::from_secs(1800)).await;
         let all: Vec<&StorageNode> = nodes.iter().collect();
         install(&nodes, &all, &history(1, vec![members(&all)], 1)).await;
         let client = NodeClient::new(SECRET);
@@ -504,6 +500,8 @@ async fn tombstones_every_replica_holds_are_compacted_after_the_horizon() {
                 .as_millis() as i64;
             chunkstore::wire::ts_of_millis((ms + offset_ms) as u64)
         };
+        // Two records every replica holds, deleted an hour ago and just now;
+        // deletions are remembered for half an hour.
         let old_tomb = Record {
             key: key(9, "deleted-long-ago"),
             ts: now_ts(-3_600_000),
@@ -511,9 +509,19 @@ async fn tombstones_every_replica_holds_are_compacted_after_the_horizon() {
         };
         let new_tomb = Record {
             key: key(9, "deleted-just-now"),
-            ts: now_ts(3_600_000),
+            ts: now_ts(0),
             value: None,
         };
+        let lived = [
+            record(old_tomb.key.clone(), now_ts(-7_200_000), "old"),
+            record(new_tomb.key.clone(), now_ts(-7_200_000), "young"),
+        ];
+        for node in &nodes {
+            client
+                .meta_put(node.http_addr(), 1, Table::Buckets, &lived)
+                .await
+                .unwrap();
+        }
         for node in &nodes {
             client
                 .meta_put(
@@ -557,20 +565,7 @@ async fn tombstones_every_replica_holds_are_compacted_after_the_horizon() {
 async fn a_tombstone_a_replica_lacks_is_not_compacted() {
     bounded(async {
         let dirs = dirs(3);
-        let mut nodes = Vec::new();
-        for dir in &dirs {
-            let mut config = StorageConfig::new(
-                dir.path().to_path_buf(),
-                "127.0.0.1:0".parse().unwrap(),
-                SECRET,
-            );
-            config.replication = ReplicationConfig {
-                check_interval: Duration::from_millis(100),
-                full_push_interval: Duration::from_millis(300),
-                tombstone_horizon: Duration::from_secs(1),
-            };
-            nodes.push(StorageNode::start(config).await.unwrap());
-        }
+        let mut nodes = start_nodes_with(&dirs, usize::MAX, Duration::from_secs(1)).await;
         let all: Vec<&StorageNode> = nodes.iter().collect();
         install(&nodes, &all, &history(1, vec![members(&all)], 1)).await;
         let client = NodeClient::new(SECRET);

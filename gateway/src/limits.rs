@@ -59,6 +59,10 @@ pub const MAX_LIST_PARTS: i32 = 1000;
 /// change seldom, so more than a few in a row means something is wrong.
 pub const MAX_FENCED_RETRIES: usize = 4;
 
+/// Pause before the n-th such retry (n times this): short, since the layout
+/// was brought up to date just before.
+pub const FENCED_RETRY_PAUSE: Duration = Duration::from_millis(20);
+
 /// Times a read-modify-write of a record (a bucket's configuration, a key's
 /// grants) is made again when another change got in between.
 pub const MAX_UPDATE_ATTEMPTS: usize = 8;

@@ -239,7 +239,8 @@ impl Cluster {
         self.located(&self.layout().placement().write_nodes(partition))
     }
 
-    fn located(&self, ids: &[String]) -> Vec<(String, SocketAddr, bool)> {
+    /// Nodes by id with their address and liveness, live ones first.
+    pub fn located(&self, ids: &[String]) -> Vec<(String, SocketAddr, bool)> {
         let mut nodes: Vec<(String, SocketAddr, bool)> = ids
             .iter()
             .filter_map(|id| {

@@ -27,8 +27,10 @@ use futures::StreamExt;
 use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
 
-use crate::limits::{MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, REPLICAS, SCAN_BATCH};
-use crate::store::cluster::Cluster;
+use crate::limits::{
+    FENCED_RETRY_PAUSE, MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, REPLICAS, SCAN_BATCH,
+};
+use crate::store::cluster::{Cluster, Layout};
 use crate::store::hlc::Hlc;
 
 #[derive(Clone)]
@@ -89,22 +91,28 @@ impl Tables {
         records: Vec<Record>,
     ) -> S3Result<()> {
         let records = Arc::new(records);
-        self.fenced("write", |epoch| {
+        self.fenced("write", |layout| {
             let records = records.clone();
-            async move { self.replicate(epoch, table, partition, records).await }
+            async move { self.replicate(&layout, table, partition, records).await }
         })
         .await
     }
 
     /// Runs `attempt` at the current epoch until no node fences it (bounded).
+    /// Each attempt gets one snapshot of the layout: its epoch and its
+    /// replica sets belong together.
     async fn fenced<T, F, Fut>(&self, what: &str, attempt: F) -> S3Result<T>
     where
-        F: Fn(u64) -> Fut,
+        F: Fn(Arc<Layout>) -> Fut,
         Fut: Future<Output = S3Result<Attempt<T>>>,
     {
-        for _ in 0..=MAX_FENCED_RETRIES {
-            let epoch = self.cluster.layout().epoch();
-            match attempt(epoch).await? {
+        for tries in 0..=MAX_FENCED_RETRIES {
+            if tries > 0 {
+                // The layout was just brought up to date; a moment lets a
+                // node that was handed it finish storing it.
+                tokio::time::sleep(FENCED_RETRY_PAUSE * tries as u32).await;
+            }
+            match attempt(self.cluster.layout()).await? {
                 Attempt::Done(v) => return Ok(v),
                 Attempt::Again => self.cluster.metrics().fenced_retry(what),
             }
@@ -141,16 +149,16 @@ impl Tables {
     ) -> S3Result<ConditionalOutcome> {
         let req = ConditionalWrite { condition, write };
         let outcome = self
-            .fenced("cas", |epoch| {
+            .fenced("cas", |layout| {
                 let req = &req;
                 async move {
+                    let epoch = layout.epoch();
                     if epoch == 0 {
                         return self
                             .conditional_legacy(table, partition, req)
                             .await
                             .map(Attempt::Done);
                     }
-                    let layout = self.cluster.layout();
                     let Some(primary) = layout.placement().primary(partition) else {
                         return Err(s3_error!(
                             ServiceUnavailable,
@@ -258,18 +266,20 @@ impl Tables {
     /// returns once every live version's replica set has a quorum of them.
     async fn replicate(
         &self,
-        epoch: u64,
+        layout: &Layout,
         table: Table,
         partition: u16,
         records: Arc<Vec<Record>>,
     ) -> S3Result<Attempt<()>> {
-        let layout = self.cluster.layout();
+        let epoch = layout.epoch();
         let sets: Vec<Vec<String>> = layout
             .placement()
             .write_sets(partition)
             .map(<[String]>::to_vec)
             .collect();
-        let nodes = self.cluster.write_nodes(partition);
+        let nodes = self
+            .cluster
+            .located(&layout.placement().write_nodes(partition));
         if sets.is_empty() {
             self.cluster.metrics().quorum_failure("write");
             return Err(s3_error!(
@@ -472,10 +482,11 @@ impl Tables {
         Fut: Future<Output = Result<T, ClientError>> + 'a,
     {
         let ask = &ask;
-        self.fenced(what, |epoch| async move {
+        self.fenced(what, |layout| async move {
+            let epoch = layout.epoch();
             let mut pending: FuturesUnordered<_> = self
                 .cluster
-                .partition_nodes(partition)
+                .located(layout.placement().read_set(partition))
                 .into_iter()
                 .map(|(id, addr, _)| {
                     let guard = self.cluster.track(&id);

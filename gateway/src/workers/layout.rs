@@ -35,7 +35,7 @@ use chunkstore::layout::{
     Accept, Ballot, Committed, LayoutVersion, MAX_LIVE_VERSIONS, Prepare, QUORUM, majority,
     value_to_propose,
 };
-use chunkstore::placement::{LayoutEntry, Member, NodeState};
+use chunkstore::placement::{LayoutEntry, NodeState, active_members};
 use tokio::time::Instant;
 
 use super::Leader;
@@ -168,15 +168,7 @@ impl Keeper {
         let layout = self.cluster.layout();
         let current = &layout.history().committed;
         let placement = layout.placement();
-        let mut desired: Vec<Member> = layout
-            .entries()
-            .filter(|e| e.state == NodeState::Active)
-            .map(|e| Member {
-                id: e.id.clone(),
-                zone: e.zone.clone(),
-            })
-            .collect();
-        desired.sort();
+        let desired = active_members(layout.entries());
         let made_ms = wall_ms();
         if current.epoch == 0 {
             return (desired.len() >= REPLICAS).then(|| Committed {
