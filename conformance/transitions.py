@@ -1389,6 +1389,7 @@ class Run:
                           f"durability.repair_queue={d.get('repair_queue')} "
                           f"durability.draining={d.get('draining')} "
                           f"partitions.with_quorum={p.get('with_quorum')}/{p.get('total')} "
+                          f"partitions.fully_replicated={p.get('fully_replicated')}/{p.get('total')} "
                           f"partitions.without_quorum={p.get('without_quorum')} leader={s.get('leader')}")
                 last = d.get("last_complete_ms")
                 fresh = True
@@ -1398,7 +1399,8 @@ class Run:
                     looked += f" durability.last_complete_ms={last} (after the last change: {fresh})"
                 good = (d.get("chunks_below_three_copies") == 0 and d.get("complete") is True
                         and fresh and p.get("without_quorum") == []
-                        and p.get("with_quorum") == p.get("total"))
+                        and p.get("with_quorum") == p.get("total")
+                        and p.get("fully_replicated") == p.get("total"))
                 if good:
                     break
             if time.monotonic() >= deadline:
@@ -1410,8 +1412,7 @@ class Run:
             log("storage members: " + ", ".join(f"{nm} {st}/{la}" for nm, _, st, la in sorted(states)))
         self.final["durability"] = looked
         self.check(good, f"durability: no chunk below three copies after a complete pass since the "
-                   f"last change, every "
-                   f"partition with quorum ({time.monotonic() - t:.0f}s)",
+                   f"last change, every partition with three live replicas ({time.monotonic() - t:.0f}s)",
                    f"after {DURABILITY_WAIT}s: {looked or 'no status'}")
 
     # -- summary

@@ -9,8 +9,8 @@
 # N storage nodes (`flexdrive storage`, default 5, env FLEXDRIVE_STORAGE_NODES)
 # and M gateways (`flexdrive gateway`, default 2, env FLEXDRIVE_GATEWAYS), all
 # from one binary: FLEXDRIVE_BIN (default target/release/flexdrive, relative to
-# the repository root; built with cargo if missing). Storage node 1's gossip
-# address is the seed for every process. The cluster secret and the root
+# the repository root; built with cargo if missing). The gossip addresses of
+# storage nodes 1 to 3 are the seeds of every process. The cluster secret and the root
 # credentials reach every process as FLEXDRIVE_CLUSTER_SECRET,
 # FLEXDRIVE_ROOT_ACCESS_KEY and FLEXDRIVE_ROOT_SECRET_KEY.
 #
@@ -194,11 +194,16 @@ do_start() {
         fi
     done
 
-    local seed zone
+    local seed zone s
+    # The first three storage nodes are everybody's seeds: a restarted seed
+    # rejoins through the other two instead of waiting to be found.
     seed="127.0.0.1:$(storage_gossip_port 1)"
+    for s in 2 3; do
+        [ "$s" -le "$STORAGE" ] && seed="$seed,127.0.0.1:$(storage_gossip_port "$s")"
+    done
     : >"$LAYOUT"
-    echo "local-cluster: starting $STORAGE storage nodes and $GATEWAYS gateways in $DIR (seed $seed)"
-    # Storage node 1 first: it is everybody's seed (its own too, harmlessly).
+    echo "local-cluster: starting $STORAGE storage nodes and $GATEWAYS gateways in $DIR (seeds $seed)"
+    # Storage node 1 first: it is a seed for everybody (its own too, harmlessly).
     for i in $(seq "$STORAGE"); do
         name="storage-$i"
         mkdir -p "$DIR/$name"

@@ -209,6 +209,11 @@ pub fn verify_request(
     }
 }
 
+/// When a request was signed, by its sender's clock (its `x-amz-date`).
+pub fn signed_at(parts: &http::request::Parts) -> Option<SystemTime> {
+    parse_amz_date(parts.headers.get(AMZ_DATE)?.to_str().ok()?)
+}
+
 /// `http://{host}{path?query}`: the URI both sides sign, whatever form the
 /// request line had on the wire.
 fn absolute_uri(uri: &http::Uri, headers: &HeaderMap) -> Result<String, AuthError> {

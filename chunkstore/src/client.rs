@@ -53,6 +53,8 @@ pub struct NodeClient {
     secret: Arc<str>,
     /// Accept answers without a tag from 0.1 nodes (rolling upgrade only).
     legacy_peers: bool,
+    /// This process's name, sent with every request (see `header::SENDER`).
+    sender: Option<Arc<str>>,
 }
 
 /// A page of a scan as one node answered it.
@@ -84,7 +86,14 @@ impl NodeClient {
             http,
             secret: Arc::from(cluster_secret),
             legacy_peers: false,
+            sender: None,
         }
+    }
+
+    /// Names this process in every request (a node id, a gateway's name).
+    pub fn sending_as(mut self, name: &str) -> NodeClient {
+        self.sender = Some(Arc::from(name));
+        self
     }
 
     /// Also accepts answers from nodes that run 0.1 (untagged): only
@@ -555,6 +564,9 @@ impl NodeClient {
         }
         if protocol {
             builder = builder.header(header::PROTOCOL, wire::PROTOCOL.to_string());
+            if let Some(sender) = &self.sender {
+                builder = builder.header(header::SENDER, sender.as_ref());
+            }
         }
         let mut req = builder
             .body(Full::new(body))

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod chunk;
 pub mod client;
+mod clock;
 mod health;
 pub mod layout;
 pub mod layout_store;

@@ -24,6 +24,7 @@ impl StorageMetrics {
     pub(crate) fn new(
         node_id: &str,
         status: impl Fn() -> Option<NodeStatus> + Send + Sync + 'static,
+        clock: std::sync::Arc<crate::clock::ClusterClock>,
     ) -> StorageMetrics {
         let mut b = BundleBuilder::new().with_label("node", node_id);
         let chunk_reads = b.counter(
@@ -70,7 +71,12 @@ impl StorageMetrics {
                 "Corrupt chunk files waiting for a good copy to replace them.",
             ),
         ];
+        let skew = b.gauge(
+            "flexdrive_storage_clock_skew_seconds",
+            "How far this node's clock is ahead of (or, negative, behind) the clocks of the processes that call it: the median over their recent requests (0 within a few seconds).",
+        );
         b.on_collect(move || {
+            skew.set(-clock.offset_ms() / 1000);
             if let Some(s) = status() {
                 let values = [
                     s.capacity_bytes,

@@ -10,7 +10,8 @@
 //!
 //! The primary takes the key's lock, reads the record from a quorum of the
 //! readable replicas, checks the condition, and writes the result to a
-//! quorum of every live version's replicas, all at its epoch. Its reads and
+//! quorum of every live version's replicas (the others first, itself last),
+//! all at its epoch. Its reads and
 //! writes pass the other replicas' fences: once a newer epoch (with another
 //! primary) has reached a quorum of the readable replicas, an older primary
 //! can neither read nor write at quorum, so two primaries never both
@@ -181,7 +182,11 @@ impl Primary {
         )))
     }
 
-    /// Writes `record` until every live version's replicas have a quorum.
+    /// Writes `record` until every live version's replicas have a quorum:
+    /// first to the other replicas, and here only once they make the
+    /// quorum complete with this copy. A write the others refuse (a clock
+    /// far ahead, a newer epoch) or cannot take then leaves nothing behind
+    /// here, where a later read would find it.
     async fn write_quorum(
         &self,
         placement: &Placement,
@@ -190,42 +195,61 @@ impl Primary {
         record: &Record,
     ) -> Result<(), Refusal> {
         let epoch = placement.epoch;
+        let me = &*self.peers.node_id;
         let records = std::slice::from_ref(record);
         let mut pending: FuturesUnordered<_> = placement
             .write_nodes(partition)
             .into_iter()
+            .filter(|node| node.as_str() != me)
             .map(|node| async move {
-                let answer = if node.as_str() == &*self.peers.node_id {
-                    self.local_merge(epoch, table, record.clone()).await
-                } else {
-                    self.peers
-                        .call(&node, epoch, |client, addr, epoch| async move {
-                            client.meta_put(addr, epoch, table, records).await
-                        })
-                        .await
-                };
+                let answer = self
+                    .peers
+                    .call(&node, epoch, |client, addr, epoch| async move {
+                        client.meta_put(addr, epoch, table, records).await
+                    })
+                    .await;
                 (node, answer)
             })
             .collect();
         let sets: Vec<&[String]> = placement.write_sets(partition).collect();
+        let complete_with_local = |acked: &[String]| {
+            sets.iter().all(|set| {
+                let here = usize::from(set.iter().any(|id| id.as_str() == me));
+                set.iter().filter(|id| acked.contains(id)).count() + here >= QUORUM
+            })
+        };
         let mut acked: Vec<String> = Vec::new();
         let mut errors = Vec::new();
-        while let Some((node, answer)) = pending.next().await {
+        let mut stale = None;
+        while !complete_with_local(&acked) {
+            let Some((node, answer)) = pending.next().await else {
+                break;
+            };
             match answer {
-                Ok(()) => {
-                    acked.push(node);
-                    let done = sets
-                        .iter()
-                        .all(|set| set.iter().filter(|id| acked.contains(id)).count() >= QUORUM);
-                    if done {
-                        return Ok(());
-                    }
-                }
-                Err(ClientError::Fenced(_, fence @ Fence::Stale { .. })) => {
-                    return Err(Refusal::Fenced(fence));
-                }
+                Ok(()) => acked.push(node),
+                // Not a reason to stop: the other replicas may still make a
+                // quorum, and a write they acknowledge at this epoch is one a
+                // newer epoch's transfers and primary see (they learned it
+                // after taking the write).
+                Err(ClientError::Fenced(_, fence @ Fence::Stale { .. })) => stale = Some(fence),
                 Err(e) => errors.push(format!("{node}: {e}")),
             }
+        }
+        if complete_with_local(&acked) {
+            let here = sets
+                .iter()
+                .any(|set| set.iter().any(|id| id.as_str() == me));
+            if !here {
+                return Ok(());
+            }
+            match self.local_merge(epoch, table, record.clone()).await {
+                Ok(()) => return Ok(()),
+                Err(ClientError::Fenced(_, fence)) => return Err(Refusal::Fenced(fence)),
+                Err(e) => errors.push(format!("{me} (here): {e}")),
+            }
+        }
+        if let Some(fence) = stale {
+            return Err(Refusal::Fenced(fence));
         }
         Err(Refusal::Unavailable(format!(
             "conditional write reached {} replicas, not a quorum of every replica set ({})",

@@ -19,6 +19,9 @@ pub struct ScrubConfig {
     pub bytes_per_sec: u64,
     /// Rest between the end of one pass over every chunk and the next.
     pub pause: Duration,
+    /// Wait before the first pass: a node that just started has transfers
+    /// and repairs to make first.
+    pub start_after: Duration,
 }
 
 impl Default for ScrubConfig {
@@ -26,6 +29,7 @@ impl Default for ScrubConfig {
         ScrubConfig {
             bytes_per_sec: 8 * 1024 * 1024,
             pause: Duration::from_secs(24 * 60 * 60),
+            start_after: Duration::from_secs(60),
         }
     }
 }
@@ -39,6 +43,10 @@ pub(crate) async fn run(
     metrics: StorageMetrics,
     mut stop: watch::Receiver<bool>,
 ) {
+    tokio::select! {
+        _ = tokio::time::sleep(config.start_after) => {}
+        _ = stop.changed() => return,
+    }
     loop {
         if let Err(e) = pass(&store, &config, &metrics, &mut stop).await {
             match e {

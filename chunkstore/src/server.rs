@@ -62,6 +62,7 @@ use tokio::task::JoinSet;
 use crate::auth::{self, VerifiedPayload};
 use crate::chunk::{ChunkError, ChunkStore};
 use crate::client::NodeClient;
+use crate::clock::ClusterClock;
 use crate::layout::{Accept, LayoutHistory, Prepare};
 use crate::layout_store::{Fence, LayoutStore, is_reserved};
 use crate::limits::{
@@ -180,6 +181,8 @@ struct State {
     scan_bytes: usize,
     /// How long deletions are remembered (see `crate::sync`).
     horizon: std::time::Duration,
+    /// The cluster's time as the requests' signing times tell it.
+    clock: Arc<ClusterClock>,
     in_flight: AtomicU32,
     metrics: StorageMetrics,
     workers: WorkerPort,
@@ -213,10 +216,15 @@ impl StorageNode {
             .with_context(|| format!("bind storage node to {}", config.http_addr))?;
         let addr = listener.local_addr()?;
 
+        let clock = Arc::new(ClusterClock::default());
         let state = Arc::new_cyclic(|weak: &Weak<State>| {
             // Weak: the registry must not keep the node (and redb) alive.
             let weak = weak.clone();
-            let metrics = StorageMetrics::new(&node_id, move || weak.upgrade().map(|s| s.status()));
+            let metrics = StorageMetrics::new(
+                &node_id,
+                move || weak.upgrade().map(|s| s.status()),
+                clock.clone(),
+            );
             State {
                 node_id,
                 secret: config.cluster_secret,
@@ -232,6 +240,7 @@ impl StorageNode {
                 layout,
                 scan_bytes: config.scan_bytes.max(1),
                 horizon: config.replication.tombstone_horizon,
+                clock,
                 in_flight: AtomicU32::new(0),
                 metrics,
                 workers: WorkerPort::default(),
@@ -647,10 +656,19 @@ async fn tagged(secret: &str, authorization: Option<&[u8]>, resp: Resp) -> Resp 
 
 async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Resp, Reject> {
     let (parts, body) = req.into_parts();
-    let payload = auth::verify_request(&parts, &state.secret, SystemTime::now()).map_err(|e| {
+    let now = SystemTime::now();
+    let payload = auth::verify_request(&parts, &state.secret, now).map_err(|e| {
         tracing::debug!(uri = %parts.uri, "rejected request: {e}");
         reject(StatusCode::FORBIDDEN, format!("forbidden: {e}"))
     })?;
+    if let Some(signed_at) = auth::signed_at(&parts)
+        && let Some(sender) = parts
+            .headers
+            .get(header::SENDER)
+            .and_then(|v| v.to_str().ok())
+    {
+        state.clock.observe(sender, signed_at, now);
+    }
     let route = route(&parts.method, parts.uri.path())?;
     if payload == VerifiedPayload::Unsigned && !matches!(route, Route::PutChunk(_)) {
         // Only chunk bodies may skip the body hash: their signed crc32c
@@ -731,7 +749,7 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 })
                 .await?;
             } else {
-                check_clock(&records)?;
+                check_clock(&state.clock, &records)?;
                 let (meta, layout) = (state.meta.clone(), state.layout.clone());
                 let cutoff = crate::sync::forget_before(state.horizon);
                 fenced_meta(move || {
@@ -968,20 +986,18 @@ async fn get_chunk(state: &State, query: &Query, id: ChunkId) -> Result<Resp, Re
     Ok(resp)
 }
 
-/// Refuses records stamped further ahead of this node's clock than
-/// [`MAX_RECORD_AHEAD`]: their writer's clock is wrong, and its records would
-/// win over every later write until real time caught up.
-fn check_clock(records: &[Record]) -> Result<(), Reject> {
-    let now_ms = SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_millis() as u64)
-        .unwrap_or(0);
+/// Refuses records stamped further ahead of the cluster's time (as this
+/// node estimates it, see [`ClusterClock`]) than [`MAX_RECORD_AHEAD`]: their
+/// writer's clock is wrong, and its records would win over every later
+/// write until real time caught up.
+fn check_clock(clock: &ClusterClock, records: &[Record]) -> Result<(), Reject> {
+    let now_ms = clock.now_ms();
     let limit = wire::ts_of_millis(now_ms + MAX_RECORD_AHEAD.as_millis() as u64);
     match records.iter().map(|r| r.ts).max() {
         Some(ts) if ts > limit => Err(reject(
             StatusCode::BAD_REQUEST,
             format!(
-                "record timestamp is {} s ahead of this node's clock: the writer's clock is wrong (check NTP)",
+                "record timestamp is {} s ahead of the cluster's clocks: the writer's clock is wrong (check NTP)",
                 (wire::ts_millis(ts) - now_ms) / 1000
             ),
         )),

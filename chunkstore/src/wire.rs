@@ -230,6 +230,9 @@ pub mod header {
     /// Answers of a scan: `1` when the range holds more records than were
     /// sent (a count or byte bound cut the page).
     pub const MORE: &str = "x-fd-more";
+    /// The name of the process that sends a request (a node id, a
+    /// gateway's name): the receiver counts each sender's clock once.
+    pub const SENDER: &str = "x-fd-sender";
     /// HMAC of an answer under the cluster secret, bound to the request's
     /// signature (see `crate::auth::answer_tag`).
     pub const ANSWER_TAG: &str = "x-fd-answer-tag";

@@ -67,6 +67,16 @@ pub const FENCED_RETRY_PAUSE: Duration = Duration::from_millis(20);
 /// grants) is made again when another change got in between.
 pub const MAX_UPDATE_ATTEMPTS: usize = 8;
 
+/// How long a conditional write whose primary does not answer waits for it
+/// to answer again (a restart takes a second or two) or for a newer layout
+/// epoch with another primary (the layout leader takes the role away from a
+/// node that stays down 3 s and does not answer): a client sees a slower
+/// answer rather than an error while a node restarts.
+pub const PRIMARY_FAILOVER_WAIT: Duration = Duration::from_secs(10);
+
+/// How often the layout is asked again while waiting for a newer epoch.
+pub const LAYOUT_POLL: Duration = Duration::from_millis(500);
+
 /// How often the gateway refreshes the layout from storage nodes.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);
 

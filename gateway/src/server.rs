@@ -104,7 +104,11 @@ pub async fn start(
 ) -> anyhow::Result<RunningGateway> {
     let hlc = Arc::new(Hlc::new());
     let client = chunkstore::NodeClient::new(&config.cluster_secret)
-        .accepting_legacy_peers(config.legacy_peers);
+        .accepting_legacy_peers(config.legacy_peers)
+        .sending_as(&format!(
+            "gateway-{}",
+            hex::encode(rand::random::<[u8; 6]>())
+        ));
     let cluster = Cluster::new(membership.clone(), client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);

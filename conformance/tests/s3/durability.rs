@@ -99,6 +99,7 @@ async fn the_scrubber_quarantines_a_corrupt_copy_and_a_good_copy_replaces_it() {
         let scrub = chunkstore::ScrubConfig {
             bytes_per_sec: 1 << 30,
             pause: Duration::from_millis(200),
+            start_after: Duration::ZERO,
         };
         let c = TestCluster::start_configured(3, 64 * 1024, background, scrub).await;
         c.create_bucket("healing").await;

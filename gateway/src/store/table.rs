@@ -28,7 +28,8 @@ use futures::stream::FuturesUnordered;
 use s3s::{S3Result, s3_error};
 
 use crate::limits::{
-    FENCED_RETRY_PAUSE, MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, REPLICAS, SCAN_BATCH,
+    FENCED_RETRY_PAUSE, LAYOUT_POLL, MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, PRIMARY_FAILOVER_WAIT,
+    REPLICAS, SCAN_BATCH,
 };
 use crate::store::cluster::{Cluster, Layout};
 use crate::store::hlc::Hlc;
@@ -185,10 +186,12 @@ impl Tables {
                             Ok(Attempt::Again)
                         }
                         Err(e) => {
-                            // A primary that does not answer may have been
-                            // replaced by a newer epoch (it is down): look.
-                            self.cluster.refresh(REPLICAS).await;
-                            if self.cluster.layout().epoch() > epoch {
+                            // A primary that does not answer is replaced by
+                            // a newer epoch once the leader sees it down (a
+                            // few seconds): wait for that, bounded.
+                            if matches!(e, ClientError::Unreachable(..))
+                                && self.await_primary(epoch, addr).await
+                            {
                                 return Ok(Attempt::Again);
                             }
                             self.cluster.metrics().quorum_failure("cas");
@@ -205,6 +208,25 @@ impl Tables {
             self.hlc.observe(record.ts);
         }
         Ok(outcome)
+    }
+
+    /// Waits, at most [`PRIMARY_FAILOVER_WAIT`], until the primary at `addr`
+    /// answers again (a restart) or a newer epoch than `epoch` names
+    /// another (it is down); true if either happened.
+    async fn await_primary(&self, epoch: u64, addr: SocketAddr) -> bool {
+        let deadline = tokio::time::Instant::now() + PRIMARY_FAILOVER_WAIT;
+        while tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(LAYOUT_POLL).await;
+            self.cluster.refresh(REPLICAS).await;
+            if self.cluster.layout().epoch() > epoch {
+                return true;
+            }
+            let probe = tokio::time::timeout(LAYOUT_POLL, self.cluster.client().status(addr));
+            if matches!(probe.await, Ok(Ok(_))) {
+                return true;
+            }
+        }
+        false
     }
 
     /// A conditional write as 0.1 made it, while the cluster has no decided

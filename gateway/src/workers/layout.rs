@@ -18,14 +18,17 @@
 //!      replicas: reads move to it;
 //!    - reads moved, and a quorum of every older replica set holds the
 //!      epoch that said so: the older versions are retired;
-//!    - a member down for `primary_failover` is no partition's primary any
-//!      more, and one alive again for `primary_recovery` is again;
+//!    - a member down for `primary_failover` (and not answering a direct
+//!      request either) is no partition's primary any more, and one alive
+//!      again for `primary_recovery` is again;
 //! 3. has that value decided by Paxos among the members of the live
 //!    versions, and hands the result to every live node.
 //!
 //! Paxos makes one value per epoch whoever proposes, so a second node that
 //! believes it leads (a paused leader, a split view) can slow things down
-//! but never make two layouts.
+//! but never make two layouts. A node leads only while it sees a majority
+//! of the layout's members alive, so a node cut off from the others does
+//! not propose what its lonely view suggests.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -53,14 +56,18 @@ pub struct LayoutConfig {
     pub primary_failover: Duration,
     /// How long a member must be back before it is a primary again.
     pub primary_recovery: Duration,
+    /// How long a member that membership shows down may take to answer a
+    /// direct request before it is taken for down.
+    pub probe_timeout: Duration,
 }
 
 impl Default for LayoutConfig {
     fn default() -> LayoutConfig {
         LayoutConfig {
             tick: Duration::from_secs(1),
-            primary_failover: Duration::from_secs(5),
+            primary_failover: Duration::from_secs(3),
             primary_recovery: Duration::from_secs(10),
+            probe_timeout: Duration::from_secs(2),
         }
     }
 }
@@ -105,9 +112,42 @@ impl Keeper {
         }
         let layout = self.cluster.layout();
         let current = layout.history().committed.clone();
-        if let Some(next) = self.next_value(&epochs) {
+        let down = self.confirm_down(&current).await;
+        if let Some(next) = self.next_value(&epochs, &down) {
             self.decide(&current, next).await;
         }
+    }
+
+    /// For every member that membership has shown down long enough to stop
+    /// being a primary: whether it also fails to answer a direct request.
+    /// Membership can be wrong about a node (UDP lost, this node's own view
+    /// cut off); taking the primary role away from a node that answers would
+    /// only cost its partitions their conditional writes.
+    async fn confirm_down(&self, current: &Committed) -> HashMap<String, bool> {
+        let suspects: Vec<String> = current
+            .acceptors()
+            .into_iter()
+            .filter(|id| !current.unavailable.contains(id))
+            .filter(|id| self.held(id, false, self.config.primary_failover))
+            .collect();
+        let probes = suspects.into_iter().map(|id| async move {
+            let answers = match self.cluster.addr_of(&id) {
+                Some(addr) => matches!(
+                    tokio::time::timeout(
+                        self.config.probe_timeout,
+                        self.cluster.client().status(addr)
+                    )
+                    .await,
+                    Ok(Ok(_))
+                ),
+                None => false,
+            };
+            (id, !answers)
+        });
+        futures::future::join_all(probes)
+            .await
+            .into_iter()
+            .collect()
     }
 
     fn track_liveness(&mut self) {
@@ -164,7 +204,7 @@ impl Keeper {
 
     /// The next decided value, one step past the current one; None when
     /// nothing is to change.
-    fn next_value(&self, epochs: &NodeEpochs) -> Option<Committed> {
+    fn next_value(&self, epochs: &NodeEpochs, down: &HashMap<String, bool>) -> Option<Committed> {
         let layout = self.cluster.layout();
         let current = &layout.history().committed;
         let placement = layout.placement();
@@ -184,7 +224,6 @@ impl Keeper {
         }
         let mut next = current.clone();
         next.epoch += 1;
-        let mut changed = false;
 
         let newest = current.newest()?;
         if newest.members != desired
@@ -200,14 +239,12 @@ impl Keeper {
                 number: newest.number + 1,
                 members: desired,
             });
-            changed = true;
         }
 
         let synced = placement.synced_through(&layout.history().synced);
         if synced > current.readable {
             tracing::info!(version = synced, "layout: transfer complete; moving reads");
             next.readable = synced;
-            changed = true;
         }
 
         // Retire versions older than the readable one once a quorum of each
@@ -234,28 +271,47 @@ impl Keeper {
             if acknowledged {
                 tracing::info!(versions = ?retired, "layout: retiring versions");
                 next.versions.retain(|v| v.number >= current.readable);
-                changed = true;
             }
         }
 
         let members = next.acceptors();
         for id in &members {
             let unavailable = next.unavailable.contains(id);
-            if !unavailable && self.held(id, false, self.config.primary_failover) {
+            if !unavailable
+                && id.as_str() != self.leader.me()
+                && self.held(id, false, self.config.primary_failover)
+                && down.get(id.as_str()).copied().unwrap_or(false)
+            {
                 tracing::warn!(node = %id, "layout: node down; its partitions get other primaries");
                 next.unavailable.insert(id.clone());
-                changed = true;
             } else if unavailable && self.held(id, true, self.config.primary_recovery) {
                 tracing::info!(node = %id, "layout: node back; primary again");
                 next.unavailable.remove(id);
-                changed = true;
             }
         }
-        let before = next.unavailable.len();
         next.unavailable.retain(|id| members.contains(id));
-        changed |= next.unavailable.len() != before;
+        // Every partition keeps a primary: marks that would leave one
+        // without (all its readable replicas down) are not made, since no
+        // other node could take the role anyway.
+        let orphaned = {
+            let placement = chunkstore::layout::Placement::new(&next);
+            (0..chunkstore::layout::ALL_PARTITIONS).any(|p| placement.primary(p).is_none())
+        };
+        if orphaned {
+            let added: Vec<String> = next
+                .unavailable
+                .difference(&current.unavailable)
+                .cloned()
+                .collect();
+            for id in added {
+                next.unavailable.remove(&id);
+            }
+        }
 
-        if !changed {
+        let unchanged = next.versions == current.versions
+            && next.readable == current.readable
+            && next.unavailable == current.unavailable;
+        if unchanged {
             return None;
         }
         next.made_ms = made_ms;

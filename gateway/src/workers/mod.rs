@@ -147,7 +147,10 @@ impl BackgroundMetrics {
 
 /// Whether `me` leads: the live storage node with the smallest id that is
 /// active in the registry (or not in it yet: a new cluster has no registry
-/// until its leader writes one).
+/// until its leader writes one), provided it sees a majority of the
+/// layout's members alive. A node cut off from the others (just restarted,
+/// or partitioned) sees itself alone and would otherwise believe it leads
+/// and that everybody else is down.
 #[derive(Clone)]
 pub(crate) struct Leader {
     cluster: Arc<Cluster>,
@@ -157,14 +160,26 @@ pub(crate) struct Leader {
 impl Leader {
     pub(crate) fn leads(&self) -> bool {
         let layout = self.cluster.layout();
-        self.cluster
-            .live_storage()
-            .into_iter()
+        let live = self.cluster.live_storage();
+        let smallest = live
+            .iter()
             .filter(|n| layout.state(&n.id).is_none_or(|s| s == NodeState::Active))
-            .map(|n| n.id)
-            .min()
-            .as_deref()
-            == Some(&*self.me)
+            .map(|n| n.id.as_str())
+            .min();
+        if smallest != Some(&*self.me) {
+            return false;
+        }
+        let members = layout.history().committed.acceptors();
+        if members.is_empty() {
+            // No layout yet: leading means proposing the first one, which
+            // needs three nodes anyway.
+            return live.len() >= crate::limits::REPLICAS;
+        }
+        let seen = members
+            .iter()
+            .filter(|id| live.iter().any(|n| &n.id == *id))
+            .count();
+        seen >= chunkstore::layout::majority(members.len())
     }
 
     pub(crate) fn me(&self) -> &str {
@@ -206,8 +221,9 @@ pub fn start(
     port: WorkerPort,
 ) -> Background {
     let hlc = Arc::new(Hlc::new());
-    let client =
-        chunkstore::NodeClient::new(cluster_secret).accepting_legacy_peers(config.legacy_peers);
+    let client = chunkstore::NodeClient::new(cluster_secret)
+        .accepting_legacy_peers(config.legacy_peers)
+        .sending_as(node_id);
     let cluster = Cluster::new(membership, client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     // Workers only delete and copy chunks; the chunk size is never used to cut.
@@ -298,4 +314,78 @@ pub async fn wake(cluster: &Cluster) {
         }
     });
     futures::future::join_all(asks).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use chunkstore::layout::{Committed, LayoutHistory, LayoutVersion};
+    use chunkstore::placement::Member as LayoutMember;
+    use membership::{Member, MemberState, Role, Snapshot};
+
+    use super::*;
+
+    fn member(id: &str, state: MemberState) -> Member {
+        Member {
+            id: id.into(),
+            role: Role::Storage,
+            zone: "z".into(),
+            gossip_addr: "127.0.0.1:1".parse().unwrap(),
+            http_addr: "127.0.0.1:2".parse().unwrap(),
+            state,
+            load: None,
+        }
+    }
+
+    /// `me` among five layout members, seeing the given ones alive.
+    fn leader(me: &str, alive: &[&str]) -> Leader {
+        let ids = ["a", "b", "c", "d", "e"];
+        let snapshot = Snapshot {
+            members: ids
+                .iter()
+                .map(|id| {
+                    let state = if alive.contains(id) {
+                        MemberState::Alive
+                    } else {
+                        MemberState::Down
+                    };
+                    member(id, state)
+                })
+                .collect(),
+        };
+        let (_tx, rx) = watch::channel(Arc::new(snapshot));
+        let cluster = Cluster::new(rx, chunkstore::NodeClient::new("s"), Arc::new(Hlc::new()));
+        cluster.adopt(&LayoutHistory {
+            committed: Committed {
+                epoch: 1,
+                versions: vec![LayoutVersion {
+                    number: 1,
+                    members: ids
+                        .iter()
+                        .map(|id| LayoutMember {
+                            id: id.to_string(),
+                            zone: "z".into(),
+                        })
+                        .collect(),
+                }],
+                readable: 1,
+                ..Committed::default()
+            },
+            ..LayoutHistory::default()
+        });
+        Leader {
+            cluster,
+            me: Arc::from(me),
+        }
+    }
+
+    #[test]
+    fn a_node_that_sees_no_majority_does_not_lead() {
+        // Just restarted and alone: it would take everybody else for down.
+        assert!(!leader("a", &["a"]).leads());
+        assert!(!leader("a", &["a", "b"]).leads());
+        assert!(leader("a", &["a", "b", "c"]).leads());
+        // The smallest live id leads; the others do not.
+        assert!(!leader("b", &["a", "b", "c"]).leads());
+        assert!(leader("b", &["b", "c", "d"]).leads());
+    }
 }
