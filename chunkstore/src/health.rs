@@ -1,5 +1,6 @@
-//! A storage node's readiness: its data dir takes a durable write and its
-//! metadata store (redb) reads.
+//! A storage node's readiness: its data dir takes a durable write, its
+//! metadata store (redb) reads, and it has not been removed from the
+//! layout.
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
@@ -8,6 +9,7 @@ use std::sync::{Arc, Weak};
 use futures::future::BoxFuture;
 use telemetry::{CachedCheck, Readiness};
 
+use crate::layout_store::LayoutStore;
 use crate::limits::{READY_CACHE, READY_PROBE_FILE};
 use crate::meta::MetaStore;
 use crate::wire::Table;
@@ -16,14 +18,23 @@ pub(crate) struct StorageReadiness {
     data_dir: PathBuf,
     /// Weak: an admin port must not keep redb open after the node stops.
     meta: Weak<MetaStore>,
+    layout: Weak<LayoutStore>,
+    node_id: String,
     cache: Arc<CachedCheck>,
 }
 
 impl StorageReadiness {
-    pub(crate) fn new(data_dir: PathBuf, meta: Weak<MetaStore>) -> StorageReadiness {
+    pub(crate) fn new(
+        data_dir: PathBuf,
+        meta: Weak<MetaStore>,
+        layout: Weak<LayoutStore>,
+        node_id: String,
+    ) -> StorageReadiness {
         StorageReadiness {
             data_dir,
             meta,
+            layout,
+            node_id,
             cache: Arc::new(CachedCheck::new(READY_CACHE)),
         }
     }
@@ -32,6 +43,13 @@ impl StorageReadiness {
 impl Readiness for StorageReadiness {
     fn check(&self) -> BoxFuture<'_, Result<(), String>> {
         Box::pin(self.cache.get(|| async {
+            if let Some(why) = self
+                .layout
+                .upgrade()
+                .and_then(|layout| layout.removed(&self.node_id))
+            {
+                return Err(why);
+            }
             let dir = self.data_dir.clone();
             let meta = self.meta.clone();
             tokio::task::spawn_blocking(move || probe(&dir, &meta))

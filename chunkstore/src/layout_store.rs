@@ -164,6 +164,21 @@ impl LayoutStore {
             .collect()
     }
 
+    /// Why this node must not serve, if it must not: the registry says it
+    /// was removed from the layout (decommissioned, or down past the
+    /// dead-node timeout), so what it holds is stale.
+    pub fn removed(&self, me: &str) -> Option<String> {
+        let state = self.read();
+        let (_, entry) = state.registry.get(me)?;
+        (entry.state == crate::placement::NodeState::Removed).then(|| {
+            format!(
+                "this node ({me}) was removed from the cluster's layout (decommissioned, or down \
+                 longer than the dead-node timeout); its data is stale and is not served: stop it, \
+                 empty its data directory and start it again to rejoin as a new node"
+            )
+        })
+    }
+
     pub fn addr_of(&self, node: &str) -> Option<SocketAddr> {
         self.read().registry.get(node).map(|(_, e)| e.http_addr)
     }

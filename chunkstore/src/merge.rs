@@ -105,6 +105,36 @@ pub fn condition_holds(table: Table, condition: &Condition, record: Option<&Reco
     }
 }
 
+/// Whether `current` already holds `write`: the same record, the same live
+/// value (a last-writer-wins write its primary stamped anew), or for object
+/// records every version and purge it brings. A conditional write retried
+/// after an attempt that landed on some replicas finds itself so, and is
+/// done rather than refused by its own first attempt.
+pub fn holds(table: Table, current: &Record, write: &Record) -> bool {
+    if current == write {
+        return true;
+    }
+    match (&current.value, &write.value) {
+        (Some(have), Some(want)) if table == Table::Objects => {
+            let (Some(have), Some(want)) = (ObjectView::decode(have), ObjectView::decode(want))
+            else {
+                return false;
+            };
+            // Each version exactly as written: a version of the same id
+            // (`null`) that lost to another is not held.
+            want.versions
+                .iter()
+                .all(|(id, v)| have.versions.get(id) == Some(v))
+                && want
+                    .purged
+                    .iter()
+                    .all(|(id, ts)| have.purged.get(id).is_some_and(|held| held >= ts))
+        }
+        (Some(have), Some(want)) => have == want,
+        _ => false,
+    }
+}
+
 /// What compaction makes of a record (see `crate::sync`).
 #[derive(Debug, PartialEq)]
 pub enum Compacted {
@@ -519,6 +549,56 @@ mod tests {
             without_forgotten(Table::Objects, None, &emptied, cutoff),
             None
         );
+    }
+
+    #[test]
+    fn a_record_holds_the_writes_that_landed_in_it() {
+        // Two racing writes of the `null` version: only the one that won
+        // is held, though merging the other changes nothing.
+        let won = record(7, vec![version("null", 7, Some("mine"))], &[]);
+        let lost = record(6, vec![version("null", 6, Some("theirs"))], &[]);
+        assert_eq!(merge(Table::Objects, &won, &lost), won);
+        assert!(holds(Table::Objects, &won, &won.clone()));
+        assert!(!holds(Table::Objects, &won, &lost));
+        let first = record(5, vec![version("v5", 5, Some("e5"))], &[]);
+        let both = merge(
+            Table::Objects,
+            &first,
+            &record(6, vec![version("v6", 6, Some("e6"))], &[]),
+        );
+        assert!(holds(Table::Objects, &both, &first));
+        assert!(!holds(Table::Objects, &first, &both));
+        let bucket = |ts, v: &str| Record {
+            key: b"k".to_vec(),
+            ts,
+            value: Some(v.as_bytes().to_vec()),
+        };
+        // Stamped anew by the primary: the same value counts.
+        assert!(holds(
+            Table::Buckets,
+            &bucket(9, "id-1"),
+            &bucket(3, "id-1")
+        ));
+        // A different bucket created first does not.
+        assert!(!holds(
+            Table::Buckets,
+            &bucket(9, "id-2"),
+            &bucket(3, "id-1")
+        ));
+        let tomb = Record {
+            key: b"k".to_vec(),
+            ts: 9,
+            value: None,
+        };
+        assert!(holds(Table::Buckets, &tomb, &tomb.clone()));
+        assert!(!holds(
+            Table::Buckets,
+            &tomb,
+            &Record {
+                ts: 8,
+                ..tomb.clone()
+            }
+        ));
     }
 
     #[test]

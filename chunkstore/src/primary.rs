@@ -30,7 +30,7 @@ use crate::client::ClientError;
 use crate::layout::{Placement, QUORUM};
 use crate::layout_store::Fence;
 use crate::limits::PRIMARY_KEY_LOCKS;
-use crate::merge::{condition_holds, merge, merge_into};
+use crate::merge::{condition_holds, holds, merge, merge_into};
 use crate::meta::MetaStore;
 use crate::peers::Peers;
 use crate::placement::partition_of;
@@ -106,7 +106,13 @@ impl Primary {
 
         let _serialised = self.lock_of(table, &key).lock().await;
         let current = self.read_quorum(&placement, table, partition, &key).await?;
-        if !condition_holds(table, &req.condition, current.as_ref()) {
+        // A retry of this very write, whose first attempt passed its
+        // condition and landed on some replicas before its primary was
+        // fenced: it is written (to a quorum now), not refused by itself.
+        let retried = current
+            .as_ref()
+            .is_some_and(|c| holds(table, c, &req.write));
+        if !retried && !condition_holds(table, &req.condition, current.as_ref()) {
             return Ok(ConditionalOutcome {
                 written: false,
                 record: current,
@@ -116,6 +122,7 @@ impl Primary {
         if table != Table::Objects
             && let Some(c) = &current
             && write.ts <= c.ts
+            && !retried
         {
             // Last writer wins on these tables: the write that passed its
             // condition must win over the record it was checked against.

@@ -312,6 +312,8 @@ impl StorageNode {
         Arc::new(crate::health::StorageReadiness::new(
             self.state.data_dir.clone(),
             Arc::downgrade(&self.state.meta),
+            Arc::downgrade(&self.state.layout),
+            self.state.node_id.clone(),
         ))
     }
 

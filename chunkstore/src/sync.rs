@@ -66,6 +66,9 @@ const FIRST_BACKOFF: Duration = Duration::from_secs(2);
 /// gateway to have learned that reads moved away from it.
 const FORGET_AFTER: Duration = Duration::from_secs(60);
 
+/// How often a node removed from the layout says so in its log.
+const TELL_REMOVED_EVERY: Duration = Duration::from_secs(60);
+
 /// Partitions transferred per round before the node looks at its layout
 /// again (a new epoch may change what it owes).
 const PULLS_PER_ROUND: usize = 64;
@@ -111,6 +114,8 @@ struct Replicator {
     backoff: HashMap<String, Backoff>,
     /// The epoch this node holds, and since when (for forgetting).
     epoch_since: (u64, Instant),
+    /// When this node last said it was removed from the layout.
+    told_removed: Option<Instant>,
 }
 
 pub(crate) async fn run(
@@ -130,6 +135,7 @@ pub(crate) async fn run(
         retry: BTreeSet::new(),
         backoff: HashMap::new(),
         epoch_since: (epoch, Instant::now()),
+        told_removed: None,
     };
     loop {
         tokio::select! {
@@ -152,6 +158,17 @@ impl Replicator {
     }
 
     async fn round(&mut self, stop: &watch::Receiver<bool>) {
+        if let Some(why) = self.peers.layout.removed(self.me()) {
+            // It holds nothing in any live version, so it pushes nothing;
+            // it says so now and then, since it runs for nothing.
+            if self
+                .told_removed
+                .is_none_or(|t| t.elapsed() >= TELL_REMOVED_EVERY)
+            {
+                tracing::error!("{why}");
+                self.told_removed = Some(Instant::now());
+            }
+        }
         let placement = self.peers.layout.placement();
         if placement.epoch != self.epoch_since.0 {
             self.epoch_since = (placement.epoch, Instant::now());

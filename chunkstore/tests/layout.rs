@@ -269,6 +269,146 @@ async fn exactly_one_of_racing_conditional_creates_wins_through_the_primary() {
     .await;
 }
 
+/// An object record as gateways write it: one version with an ETag.
+fn object_version(key: Vec<u8>, id: &str, ts: u64, etag: &str) -> Record {
+    #[derive(serde::Serialize)]
+    struct Data<'a> {
+        etag: &'a str,
+    }
+    #[derive(serde::Serialize)]
+    struct Version<'a> {
+        version_id: &'a str,
+        ts: u64,
+        data: Option<Data<'a>>,
+    }
+    #[derive(serde::Serialize)]
+    struct Object<'a> {
+        versions: Vec<Version<'a>>,
+    }
+    let value = Object {
+        versions: vec![Version {
+            version_id: id,
+            ts,
+            data: Some(Data { etag }),
+        }],
+    };
+    Record {
+        key,
+        ts,
+        value: Some(rmp_serde::to_vec_named(&value).unwrap()),
+    }
+}
+
+#[tokio::test]
+async fn exactly_one_of_racing_creates_of_the_null_version_wins() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let h = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &h).await;
+        let p = 77;
+        let primary = Placement::new(&h.committed).primary(p).unwrap().to_string();
+        // Unversioned buckets write every object as version `null`: racing
+        // creates differ only in content and timestamp.
+        let mut tasks = Vec::new();
+        for n in 0..12u64 {
+            let client = NodeClient::new(SECRET);
+            let addr = addr_of(&nodes, &primary);
+            let write = ConditionalWrite {
+                condition: Condition::Absent,
+                write: object_version(key(p, "race/1"), "null", 1000 - n, &format!("etag-{n}")),
+            };
+            tasks.push(tokio::spawn(async move {
+                client
+                    .conditional(addr, 1, Table::Objects, &write)
+                    .await
+                    .unwrap()
+            }));
+        }
+        let mut written = 0;
+        for task in tasks {
+            written += usize::from(task.await.unwrap().written);
+        }
+        assert_eq!(written, 1, "exactly one create of the null version wins");
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn a_conditional_write_that_landed_in_part_is_done_by_its_retry_not_refused() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let h = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &h).await;
+        let placement = Placement::new(&h.committed);
+        let p = 11;
+        let primary = placement.primary(p).unwrap().to_string();
+        let other = placement
+            .read_set(p)
+            .iter()
+            .find(|id| **id != primary)
+            .unwrap()
+            .clone();
+        let client = NodeClient::new(SECRET);
+        let k = key(p, "race");
+        let mine = record(k.clone(), 50, "first attempt");
+        // The first attempt reached one replica before its primary was fenced.
+        client
+            .meta_put(
+                addr_of(&nodes, &other),
+                1,
+                Table::Buckets,
+                std::slice::from_ref(&mine),
+            )
+            .await
+            .unwrap();
+        let retry = ConditionalWrite {
+            condition: Condition::Absent,
+            write: mine.clone(),
+        };
+        let outcome = client
+            .conditional(addr_of(&nodes, &primary), 1, Table::Buckets, &retry)
+            .await
+            .unwrap();
+        assert!(
+            outcome.written,
+            "the retry was refused by its own first attempt"
+        );
+        let holding = nodes
+            .iter()
+            .filter(|n| {
+                n.meta()
+                    .get(Table::Buckets, &k)
+                    .unwrap()
+                    .and_then(|r| r.value)
+                    .as_deref()
+                    == Some(&b"first attempt"[..])
+            })
+            .count();
+        assert!(holding >= 2, "on {holding} replicas");
+        // Anybody else's create of the key is refused now.
+        let theirs = ConditionalWrite {
+            condition: Condition::Absent,
+            write: record(k.clone(), 60, "second client"),
+        };
+        let outcome = client
+            .conditional(addr_of(&nodes, &primary), 1, Table::Buckets, &theirs)
+            .await
+            .unwrap();
+        assert!(!outcome.written);
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
 #[tokio::test]
 async fn a_primary_that_missed_a_new_epoch_cannot_write() {
     bounded(async {

@@ -189,3 +189,127 @@ async fn the_admin_layout_shows_epochs_and_the_end_of_a_transition() {
     })
     .await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn overlapping_transitions_settle_on_the_newest_layout() {
+    bounded(Duration::from_secs(180), async {
+        let mut c = TestCluster::start(3).await;
+        c.create_bucket("overlap").await;
+        let mut bodies = Vec::new();
+        for i in 0..30u64 {
+            let body = data(2000 + i as usize, 900 + i);
+            c.put("overlap", &format!("k{i:02}"), body.clone()).await;
+            bodies.push(body);
+        }
+        // 3 -> 5, and 5 -> 7 before the first transition has ended.
+        let first = layout(&c).await;
+        c.embedded.add_storage().await.unwrap();
+        c.embedded.add_storage().await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let l = layout(&c).await;
+            if l.epoch > first.epoch && l.versions.len() > 1 {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "no second version: {l:#?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        c.embedded.add_storage().await.unwrap();
+        c.embedded.add_storage().await.unwrap();
+        c.wait_live_storage(7).await;
+        // Reads and writes go on meanwhile.
+        for i in 30..40u64 {
+            let body = data(2000 + i as usize, 900 + i);
+            c.put("overlap", &format!("k{i:02}"), body.clone()).await;
+            bodies.push(body);
+        }
+        let settled = wait_settled(&c, 7).await;
+        assert_eq!(settled.readable, settled.versions[0].number);
+        let expected: Vec<String> = (0..40).map(|i| format!("k{i:02}")).collect();
+        assert_eq!(keys_listed(&c, "overlap").await, expected);
+        for (i, body) in bodies.iter().enumerate() {
+            assert!(
+                c.get("overlap", &format!("k{i:02}")).await == *body,
+                "k{i:02}"
+            );
+        }
+        c.stop().await;
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn exactly_one_of_racing_creates_wins_while_the_layout_changes() {
+    bounded(Duration::from_secs(180), async {
+        let mut c = TestCluster::start(3).await;
+        c.create_bucket("races").await;
+        let before = layout(&c).await;
+        c.embedded.add_storage().await.unwrap();
+        c.embedded.add_storage().await.unwrap();
+        // Rounds of four racing creates until the layout has moved on and
+        // settled (epochs change under them): at most 90 s, 1000 rounds.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(90);
+        let mut rounds = 0;
+        let mut settled_rounds = 0;
+        while rounds < 1000 && settled_rounds < 5 && tokio::time::Instant::now() < deadline {
+            let key = format!("race/{rounds}");
+            let racers = (0..4u64).map(|n| {
+                let client = c.client.clone();
+                let key = key.clone();
+                tokio::spawn(async move {
+                    let body = data(3000, rounds * 10 + n);
+                    let result = client
+                        .put_object()
+                        .bucket("races")
+                        .key(&key)
+                        .if_none_match("*")
+                        .body(body.clone().into())
+                        .send()
+                        .await;
+                    (body, result)
+                })
+            });
+            let outcomes = futures::future::join_all(racers).await;
+            let mut winners = Vec::new();
+            let mut unsure = 0;
+            for outcome in outcomes {
+                match outcome.unwrap() {
+                    (body, Ok(_)) => winners.push(body),
+                    (_, Err(e)) if error_status(&e) == 412 => {}
+                    (_, Err(e)) => {
+                        assert_eq!(error_status(&e), 503, "{e:?}");
+                        unsure += 1;
+                    }
+                }
+            }
+            assert!(
+                winners.len() <= 1,
+                "round {rounds}: {} creates won",
+                winners.len()
+            );
+            if unsure == 0 {
+                assert_eq!(winners.len(), 1, "round {rounds}: nobody won");
+            }
+            if let Some(winner) = winners.first() {
+                assert!(
+                    c.get("races", &key).await == *winner,
+                    "round {rounds}: not the winner's body"
+                );
+            }
+            let l = layout(&c).await;
+            if l.epoch > before.epoch && l.transitions.is_empty() && l.versions.len() == 1 {
+                settled_rounds += 1;
+            }
+            rounds += 1;
+        }
+        assert!(
+            settled_rounds >= 5,
+            "the layout did not settle within {rounds} rounds"
+        );
+        c.stop().await;
+    })
+    .await;
+}
