@@ -77,6 +77,10 @@ pub const PRIMARY_FAILOVER_WAIT: Duration = Duration::from_secs(10);
 /// How often the layout is asked again while waiting for a newer epoch.
 pub const LAYOUT_POLL: Duration = Duration::from_millis(500);
 
+/// Least time between two refreshes of the layout prompted by membership
+/// changes (every load report is one).
+pub const LAYOUT_REFRESH_MIN: Duration = Duration::from_millis(250);
+
 /// How often the gateway refreshes the layout from storage nodes.
 pub const LAYOUT_REFRESH: Duration = Duration::from_secs(2);
 

@@ -22,7 +22,7 @@ use membership::{MemberState, Role, Snapshot};
 use rand::seq::{IndexedRandom, SliceRandom};
 use tokio::sync::watch;
 
-use crate::limits::{LAYOUT_REFRESH, REPLICAS};
+use crate::limits::{LAYOUT_REFRESH, LAYOUT_REFRESH_MIN, REPLICAS};
 use crate::metrics::GatewayMetrics;
 use crate::store::hlc::Hlc;
 
@@ -110,6 +110,8 @@ pub struct Cluster {
     client: NodeClient,
     hlc: Arc<Hlc>,
     metrics: GatewayMetrics,
+    /// When the last refresh of the layout ended.
+    refreshed: Mutex<Option<tokio::time::Instant>>,
 }
 
 /// Counts a request to a node while it is alive.
@@ -138,6 +140,7 @@ impl Cluster {
             client,
             metrics: GatewayMetrics::new(hlc.clone()),
             hlc,
+            refreshed: Mutex::new(None),
         })
     }
 
@@ -288,6 +291,9 @@ impl Cluster {
         let mut watch = self.membership.clone();
         loop {
             self.refresh(REPLICAS).await;
+            // Membership changes with every load report: at most one
+            // refresh per LAYOUT_REFRESH_MIN however often it changes.
+            tokio::time::sleep(LAYOUT_REFRESH_MIN).await;
             tokio::select! {
                 _ = tokio::time::sleep(LAYOUT_REFRESH) => {}
                 changed = watch.changed() => {
@@ -296,6 +302,19 @@ impl Cluster {
                     }
                 }
             }
+        }
+    }
+
+    /// A refresh of the layout unless one ended less than `fresh` ago
+    /// (many requests waiting for a newer epoch ask once between them).
+    pub async fn refresh_unless_fresh(&self, fresh: std::time::Duration) {
+        let recent = self
+            .refreshed
+            .lock()
+            .map(|at| at.is_some_and(|at| at.elapsed() < fresh))
+            .unwrap_or(false);
+        if !recent {
+            self.refresh(REPLICAS).await;
         }
     }
 
@@ -358,6 +377,9 @@ impl Cluster {
             }
         }
         self.install(nodes, history);
+        if let Ok(mut at) = self.refreshed.lock() {
+            *at = Some(tokio::time::Instant::now());
+        }
         epochs
     }
 

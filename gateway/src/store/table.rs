@@ -29,7 +29,7 @@ use s3s::{S3Result, s3_error};
 
 use crate::limits::{
     FENCED_RETRY_PAUSE, LAYOUT_POLL, MAX_FENCED_RETRIES, MAX_SCAN_ROUNDS, PRIMARY_FAILOVER_WAIT,
-    REPLICAS, SCAN_BATCH,
+    SCAN_BATCH,
 };
 use crate::store::cluster::{Cluster, Layout};
 use crate::store::hlc::Hlc;
@@ -217,7 +217,7 @@ impl Tables {
         let deadline = tokio::time::Instant::now() + PRIMARY_FAILOVER_WAIT;
         while tokio::time::Instant::now() < deadline {
             tokio::time::sleep(LAYOUT_POLL).await;
-            self.cluster.refresh(REPLICAS).await;
+            self.cluster.refresh_unless_fresh(LAYOUT_POLL).await;
             if self.cluster.layout().epoch() > epoch {
                 return true;
             }
