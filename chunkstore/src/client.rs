@@ -23,7 +23,7 @@ use crate::limits::{
 };
 use crate::wire::{
     self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalOutcome, ConditionalWrite,
-    LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
+    GuardedWrite, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -314,6 +314,26 @@ impl NodeClient {
                 node,
                 Some(epoch),
                 format!("/meta/{}/cas", table.name()),
+                req,
+                MAX_META_RESPONSE,
+            )
+            .await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// A guarded write on the partition's primary (see [`GuardedWrite`]).
+    pub async fn guarded(
+        &self,
+        node: SocketAddr,
+        epoch: u64,
+        table: Table,
+        req: &GuardedWrite,
+    ) -> Result<ConditionalOutcome, ClientError> {
+        let answer = self
+            .post(
+                node,
+                Some(epoch),
+                format!("/meta/{}/guarded", table.name()),
                 req,
                 MAX_META_RESPONSE,
             )

@@ -34,7 +34,7 @@ use crate::merge::{condition_holds, holds, merge, merge_into};
 use crate::meta::MetaStore;
 use crate::peers::Peers;
 use crate::placement::partition_of;
-use crate::wire::{ConditionalOutcome, ConditionalWrite, Record, Table};
+use crate::wire::{ConditionalOutcome, ConditionalWrite, GuardedWrite, Record, Table};
 
 /// Why a conditional write was not carried out.
 #[derive(Debug)]
@@ -65,10 +65,41 @@ impl Primary {
         }
     }
 
-    fn lock_of(&self, table: Table, key: &[u8]) -> &Mutex<()> {
+    fn stripe_of(table: Table, key: &[u8]) -> usize {
         let mut h = DefaultHasher::new();
         (table.name(), key).hash(&mut h);
-        &self.locks[(h.finish() % PRIMARY_KEY_LOCKS as u64) as usize]
+        (h.finish() % PRIMARY_KEY_LOCKS as u64) as usize
+    }
+
+    fn lock_of(&self, table: Table, key: &[u8]) -> &Mutex<()> {
+        &self.locks[Self::stripe_of(table, key)]
+    }
+
+    /// The placement at `epoch` if this node is `partition`'s primary at
+    /// that epoch, which is also its own.
+    fn placement_as_primary(&self, epoch: u64, partition: u16) -> Result<Arc<Placement>, Refusal> {
+        let fenced = self
+            .peers
+            .layout
+            .fence(Some(epoch))
+            .map_err(Refusal::Fenced)?;
+        let node_epoch = fenced.epoch();
+        if node_epoch == 0 {
+            return Err(Refusal::Invalid(
+                "no layout is decided yet; conditional writes wait for one".into(),
+            ));
+        }
+        if fenced.placement().primary(partition) != Some(&*self.peers.node_id) {
+            return Err(Refusal::Fenced(Fence::NotPrimary { node_epoch }));
+        }
+        drop(fenced);
+        let placement = self.peers.layout.placement();
+        if placement.epoch != epoch {
+            return Err(Refusal::Fenced(Fence::Stale {
+                node_epoch: placement.epoch,
+            }));
+        }
+        Ok(placement)
     }
 
     /// Carries out a conditional write for a caller at `epoch`.
@@ -81,28 +112,7 @@ impl Primary {
         let key = req.write.key.clone();
         let partition = partition_of(&key)
             .ok_or_else(|| Refusal::Invalid("a key of at least two bytes is needed".into()))?;
-        let placement = {
-            let fenced = self
-                .peers
-                .layout
-                .fence(Some(epoch))
-                .map_err(Refusal::Fenced)?;
-            let node_epoch = fenced.epoch();
-            if node_epoch == 0 {
-                return Err(Refusal::Invalid(
-                    "no layout is decided yet; conditional writes wait for one".into(),
-                ));
-            }
-            if fenced.placement().primary(partition) != Some(&*self.peers.node_id) {
-                return Err(Refusal::Fenced(Fence::NotPrimary { node_epoch }));
-            }
-            self.peers.layout.placement()
-        };
-        if placement.epoch != epoch {
-            return Err(Refusal::Fenced(Fence::Stale {
-                node_epoch: placement.epoch,
-            }));
-        }
+        let placement = self.placement_as_primary(epoch, partition)?;
 
         let _serialised = self.lock_of(table, &key).lock().await;
         let current = self.read_quorum(&placement, table, partition, &key).await?;
@@ -134,6 +144,64 @@ impl Primary {
         Ok(ConditionalOutcome {
             written: true,
             record: Some(written),
+        })
+    }
+
+    /// Carries out a guarded write for a caller at `epoch`: `req.write`
+    /// only if the condition holds on the guard record, under the guard
+    /// key's lock, so it is serialised with the guard's conditional writes.
+    pub(crate) async fn guarded(
+        &self,
+        table: Table,
+        epoch: u64,
+        req: GuardedWrite,
+    ) -> Result<ConditionalOutcome, Refusal> {
+        let partition = partition_of(&req.write.key)
+            .ok_or_else(|| Refusal::Invalid("a key of at least two bytes is needed".into()))?;
+        if partition_of(&req.guard_key) != Some(partition) {
+            return Err(Refusal::Invalid(
+                "a guarded write and its guard must be in one partition".into(),
+            ));
+        }
+        let placement = self.placement_as_primary(epoch, partition)?;
+        // Both keys' locks, in stripe order (two guarded writes never wait
+        // for each other crosswise); the written key's too, so a conditional
+        // write of it (a repair) does not interleave.
+        let mut stripes = vec![
+            Self::stripe_of(req.guard_table, &req.guard_key),
+            Self::stripe_of(table, &req.write.key),
+        ];
+        stripes.sort_unstable();
+        stripes.dedup();
+        let mut _serialised = Vec::with_capacity(stripes.len());
+        for stripe in stripes {
+            _serialised.push(self.locks[stripe].lock().await);
+        }
+        let guard = self
+            .read_quorum(&placement, req.guard_table, partition, &req.guard_key)
+            .await?;
+        if !condition_holds(req.guard_table, &req.condition, guard.as_ref()) {
+            return Ok(ConditionalOutcome {
+                written: false,
+                record: guard,
+            });
+        }
+        let mut write = req.write;
+        if table != Table::Objects
+            && let Some(current) = self
+                .read_quorum(&placement, table, partition, &write.key)
+                .await?
+            && write.ts <= current.ts
+        {
+            // Last writer wins: the write that passed its guard must win
+            // over what it replaces.
+            write.ts = current.ts + 1;
+        }
+        self.write_quorum(&placement, table, partition, &write)
+            .await?;
+        Ok(ConditionalOutcome {
+            written: true,
+            record: guard,
         })
     }
 

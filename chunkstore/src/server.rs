@@ -13,6 +13,7 @@
 //! | `GET /chunks?after=<id>&limit=N` | 200 postcard `Vec<`[`ListedChunk`]`>` in id order (for the garbage collector) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/{table}/cas` body postcard [`ConditionalWrite`] | 200 postcard [`ConditionalOutcome`]; only on the partition's primary (see [`crate::primary`]) |
+//! | `POST /meta/{table}/guarded` body postcard [`GuardedWrite`] | 200 postcard [`ConditionalOutcome`] (the guard record); only on the partition's primary |
 //! | `POST /meta/objects/cas` without `x-fd-protocol` (0.1) body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
 //! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
 //! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>`, `x-fd-more: 1` when the range holds more |
@@ -77,8 +78,8 @@ use crate::primary::{Primary, Refusal};
 use crate::scrub::ScrubConfig;
 use crate::sync::ReplicationConfig;
 use crate::wire::{
-    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, LayoutSnapshot,
-    ListedChunk, NodeStatus, Record, Table, header,
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, GuardedWrite,
+    LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
 #[derive(Clone, Debug)]
@@ -534,6 +535,7 @@ enum Route {
     ReleaseQuarantined(ChunkId),
     MetaMerge(Table),
     MetaCas(Table),
+    MetaGuarded(Table),
     MetaGet(Table),
     MetaScan(Table),
     LayoutGet,
@@ -551,6 +553,7 @@ impl Route {
             Route::PutChunk(_) => MAX_CHUNK_SIZE,
             Route::MetaMerge(_)
             | Route::MetaCas(_)
+            | Route::MetaGuarded(_)
             | Route::LayoutPush
             | Route::LayoutPrepare
             | Route::LayoutAccept => MAX_META_BODY,
@@ -595,9 +598,12 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
                     StatusCode::BAD_REQUEST,
                     "the layout table takes no conditional writes",
                 )),
+                ("guarded", &Method::POST) if table != Table::Layout => {
+                    Ok(Route::MetaGuarded(table))
+                }
                 ("get", &Method::GET) => Ok(Route::MetaGet(table)),
                 ("scan", &Method::GET) => Ok(Route::MetaScan(table)),
-                ("merge" | "get" | "scan" | "cas", _) => Err(bad_method()),
+                ("merge" | "get" | "scan" | "cas" | "guarded", _) => Err(bad_method()),
                 _ => Err(not_found()),
             }
         }
@@ -771,6 +777,23 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             })?;
             let epoch = epoch.ok_or_else(|| missing(header::EPOCH))?;
             match state.primary.conditional(table, epoch, req).await {
+                Ok(outcome) => Ok(postcard_body(&outcome)),
+                Err(Refusal::Fenced(fence)) => Err(fenced(fence)),
+                Err(Refusal::Unavailable(why)) => Err(reject(StatusCode::SERVICE_UNAVAILABLE, why)),
+                Err(Refusal::Invalid(why)) => Err(reject(StatusCode::BAD_REQUEST, why)),
+            }
+        }
+        Route::MetaGuarded(table) => {
+            let req: GuardedWrite = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad guarded write: {e}")))?;
+            if req.guard_table == Table::Layout {
+                return Err(reject(
+                    StatusCode::BAD_REQUEST,
+                    "the layout table guards no writes",
+                ));
+            }
+            let epoch = epoch.ok_or_else(|| missing(header::EPOCH))?;
+            match state.primary.guarded(table, epoch, req).await {
                 Ok(outcome) => Ok(postcard_body(&outcome)),
                 Err(Refusal::Fenced(fence)) => Err(fenced(fence)),
                 Err(Refusal::Unavailable(why)) => Err(reject(StatusCode::SERVICE_UNAVAILABLE, why)),

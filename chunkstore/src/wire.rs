@@ -175,7 +175,22 @@ pub struct ConditionalWrite {
     pub write: Record,
 }
 
-/// Answer of `POST /meta/{table}/cas` (protocol 2).
+/// Body of `POST /meta/{table}/guarded` (protocol 2): write `write`, a
+/// record of `{table}`, only if `condition` holds on the record `guard_key`
+/// of `guard_table` (in the same partition), checked and written under the
+/// guard key's lock on the partition's primary. So a write to one key is
+/// serialised with the conditional writes of another: a multipart part
+/// lands only while its upload is open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GuardedWrite {
+    pub guard_table: Table,
+    pub guard_key: Vec<u8>,
+    pub condition: Condition,
+    pub write: Record,
+}
+
+/// Answer of `POST /meta/{table}/cas` (protocol 2), and of
+/// `POST /meta/{table}/guarded` (then `record` is the guard record).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ConditionalOutcome {
     /// Whether the condition held and the write is durable at quorum.

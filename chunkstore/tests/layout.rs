@@ -10,8 +10,8 @@ use std::time::Duration;
 use chunkstore::layout::{Committed, LayoutHistory, LayoutVersion, Placement};
 use chunkstore::placement::{LayoutEntry, Member, NodeState};
 use chunkstore::{
-    ClientError, Condition, ConditionalWrite, Fence, NodeClient, Record, ReplicationConfig,
-    StorageConfig, StorageNode, Table,
+    ClientError, Condition, ConditionalWrite, Fence, GuardedWrite, NodeClient, Record,
+    ReplicationConfig, StorageConfig, StorageNode, Table,
 };
 
 const SECRET: &str = "layout-test-secret";
@@ -261,6 +261,122 @@ async fn exactly_one_of_racing_conditional_creates_wins_through_the_primary() {
         {
             Err(ClientError::Fenced(_, Fence::NotPrimary { node_epoch: 1 })) => {}
             other => panic!("a second primary answered: {other:?}"),
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// Parts racing the close of their upload: each part write is guarded by
+/// the upload record being the one its writer read; the close is a
+/// conditional write of that record. Every part written is on a quorum
+/// before the close, every part after it is refused, and a guard in another
+/// partition is refused outright.
+#[tokio::test]
+async fn guarded_writes_land_only_while_their_guard_is_unchanged() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let h = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &h).await;
+        let placement = Placement::new(&h.committed);
+        let p = 7;
+        let primary = addr_of(&nodes, placement.primary(p).unwrap());
+        let client = NodeClient::new(SECRET);
+        let upload = key(p, "upload");
+        let open = client
+            .conditional(
+                primary,
+                1,
+                Table::Uploads,
+                &ConditionalWrite {
+                    condition: Condition::Absent,
+                    write: record(upload.clone(), 100, "open"),
+                },
+            )
+            .await
+            .unwrap()
+            .record
+            .unwrap();
+        let part = |n: u64| GuardedWrite {
+            guard_table: Table::Uploads,
+            guard_key: upload.clone(),
+            condition: Condition::Unchanged(open.ts),
+            write: record(key(p, &format!("part-{n:03}")), 200 + n, "data"),
+        };
+
+        let mut tasks = Vec::new();
+        for n in 0..20u64 {
+            let client = client.clone();
+            let write = part(n);
+            tasks.push(tokio::spawn(async move {
+                client
+                    .guarded(primary, 1, Table::Parts, &write)
+                    .await
+                    .unwrap()
+            }));
+        }
+        // The close, in the middle of the parts.
+        let closed = client
+            .conditional(
+                primary,
+                1,
+                Table::Uploads,
+                &ConditionalWrite {
+                    condition: Condition::Unchanged(open.ts),
+                    write: record(upload.clone(), 300, "closed"),
+                },
+            )
+            .await
+            .unwrap();
+        assert!(closed.written);
+        // What a quorum holds right after the close: the parts it admitted.
+        let mut admitted_at_close = BTreeSet::new();
+        for n in 0..20u64 {
+            let k = key(p, &format!("part-{n:03}"));
+            let holding = nodes
+                .iter()
+                .filter(|node| node.meta().get(Table::Parts, &k).unwrap().is_some())
+                .count();
+            if holding >= 2 {
+                admitted_at_close.insert(n);
+            }
+        }
+        let mut written = BTreeSet::new();
+        for (n, task) in tasks.into_iter().enumerate() {
+            let outcome = task.await.unwrap();
+            if outcome.written {
+                written.insert(n as u64);
+            } else {
+                assert_eq!(
+                    outcome.record.as_ref().and_then(|r| r.value.as_deref()),
+                    Some(&b"closed"[..]),
+                    "a refused part names the guard that refused it"
+                );
+            }
+        }
+        assert_eq!(
+            written, admitted_at_close,
+            "every part acknowledged was on a quorum when the upload closed, and no other"
+        );
+        assert!(
+            !client
+                .guarded(primary, 1, Table::Parts, &part(99))
+                .await
+                .unwrap()
+                .written
+        );
+
+        let elsewhere = GuardedWrite {
+            guard_key: key(p + 1, "upload"),
+            ..part(98)
+        };
+        match client.guarded(primary, 1, Table::Parts, &elsewhere).await {
+            Err(ClientError::Status(_, 400, _)) => {}
+            other => panic!("a guard in another partition was taken: {other:?}"),
         }
         for node in nodes {
             node.shutdown().await;

@@ -212,3 +212,18 @@ pub const BUCKET_CACHE_TTL: Duration = Duration::from_secs(1);
 
 /// Bucket records kept for [`BUCKET_CACHE_TTL`].
 pub const BUCKET_CACHE_ENTRIES: usize = 1024;
+
+/// How long a Complete may take to choose an upload's parts before anyone
+/// may reopen the upload (its gateway died half-way).
+pub const COMPLETING_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a request waiting for a Complete of the same upload looks again.
+pub const UPLOAD_STATE_POLL: Duration = Duration::from_millis(100);
+
+/// Changes of an upload's state one request tries (each refusal means
+/// another request changed it meanwhile).
+pub const MAX_UPLOAD_STEPS: usize = 16;
+
+/// How long a completed or aborted upload is remembered, so that a
+/// repeated Complete or Abort (an SDK retrying) gets its answer.
+pub const UPLOAD_OUTCOME_KEEP: Duration = Duration::from_secs(60 * 60);

@@ -241,14 +241,32 @@ async fn aborted_upload_is_gone_and_its_parts_deleted() {
     let chunks_before: usize = (0..3).map(|i| chunk_files(&c.node_dir(i)).len()).sum();
     assert_eq!(chunks_before, 2 * 3);
 
-    c.client
-        .abort_multipart_upload()
+    let abort = || {
+        c.client
+            .abort_multipart_upload()
+            .bucket("abort")
+            .key("obj")
+            .upload_id(&upload_id)
+            .send()
+    };
+    abort().await.unwrap();
+    // An SDK retrying an Abort whose answer it lost: done already.
+    abort().await.expect("abort again");
+    let err = c
+        .client
+        .complete_multipart_upload()
         .bucket("abort")
         .key("obj")
         .upload_id(&upload_id)
+        .multipart_upload(
+            CompletedMultipartUpload::builder()
+                .parts(CompletedPart::builder().part_number(1).build())
+                .build(),
+        )
         .send()
         .await
-        .unwrap();
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchUpload");
     let err = c
         .client
         .upload_part()
@@ -311,10 +329,37 @@ async fn completing_again_after_success_answers_the_same_object() {
             .send()
     };
     let first = complete().await.expect("complete");
-    // An SDK that lost the first answer sends it again: the same answer.
+    // An SDK that lost the first answer sends it again: the same answer,
+    // and the object it made stays whole.
     let again = complete().await.expect("complete again");
     assert_eq!(again.e_tag(), first.e_tag());
     assert!(first.e_tag().unwrap().ends_with("-2\""));
+    let whole = [data(5 * MIB, 1), data(1000, 2)].concat();
+    assert!(c.get("retry", "obj").await == whole, "the object changed");
+    // A completed upload takes no parts and no abort.
+    let err = c
+        .client
+        .upload_part()
+        .bucket("retry")
+        .key("obj")
+        .upload_id(&upload_id)
+        .part_number(3)
+        .body(b"late".to_vec().into())
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchUpload");
+    let err = c
+        .client
+        .abort_multipart_upload()
+        .bucket("retry")
+        .key("obj")
+        .upload_id(&upload_id)
+        .send()
+        .await
+        .unwrap_err();
+    assert_eq!(error_code(&err), "NoSuchUpload");
+    assert!(c.get("retry", "obj").await == whole, "the object changed");
     // Other parts than the ones that made the object: the upload is gone.
     let err = c
         .client
@@ -331,5 +376,136 @@ async fn completing_again_after_success_answers_the_same_object() {
         .await
         .unwrap_err();
     assert_eq!(error_code(&err), "NoSuchUpload");
+    c.stop().await;
+}
+
+/// What one racing request answered: Ok, or its S3 error code.
+fn outcome<T, E: aws_sdk_s3::error::ProvideErrorMetadata + std::fmt::Debug, R: std::fmt::Debug>(
+    answer: &Result<T, aws_sdk_s3::error::SdkError<E, R>>,
+) -> Result<(), String> {
+    match answer {
+        Ok(_) => Ok(()),
+        Err(e) => Err(error_code(e)),
+    }
+}
+
+/// Complete, Abort and a repeated Complete of one upload at the same moment
+/// (and in every third round a re-upload of part 1 meanwhile): exactly one
+/// of Complete and Abort wins, the loser answers NoSuchUpload, and a
+/// completed object reads back whole, as the parts Complete named.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_complete_abort_and_retry_have_exactly_one_winner() {
+    let c = TestCluster::start(3).await;
+    c.create_bucket("race").await;
+    let first = data(5 * MIB, 11);
+    let second = data(1024, 12);
+    let other_first = data(5 * MIB, 13);
+    let expected: Vec<u8> = [first.clone(), second.clone()].concat();
+    let (mut completed, mut aborted) = (0, 0);
+    for round in 0..30 {
+        let key = format!("obj-{round}");
+        let upload_id = create(&c, "race", &key).await;
+        let parts = vec![
+            upload_part(&c, "race", &key, &upload_id, 1, &first).await,
+            upload_part(&c, "race", &key, &upload_id, 2, &second).await,
+        ];
+        let complete = || {
+            c.client
+                .complete_multipart_upload()
+                .bucket("race")
+                .key(&key)
+                .upload_id(&upload_id)
+                .multipart_upload(
+                    CompletedMultipartUpload::builder()
+                        .set_parts(Some(parts.clone()))
+                        .build(),
+                )
+                .send()
+        };
+        let abort = c
+            .client
+            .abort_multipart_upload()
+            .bucket("race")
+            .key(&key)
+            .upload_id(&upload_id)
+            .send();
+        let reupload = async {
+            if round % 3 != 0 {
+                return None;
+            }
+            let answer = c
+                .client
+                .upload_part()
+                .bucket("race")
+                .key(&key)
+                .upload_id(&upload_id)
+                .part_number(1)
+                .body(other_first.clone().into())
+                .send()
+                .await;
+            Some(outcome(&answer))
+        };
+        let (one, aborting, two, reuploaded) =
+            tokio::join!(complete(), abort, complete(), reupload);
+        let (one, two) = (
+            outcome(&one).map(|_| one.unwrap()),
+            outcome(&two).map(|_| two.unwrap()),
+        );
+        let aborting = outcome(&aborting);
+        let completes: Vec<_> = [&one, &two]
+            .into_iter()
+            .filter_map(|a| a.as_ref().ok())
+            .collect();
+        let context = format!(
+            "round {round}: complete {:?} / {:?}, abort {aborting:?}, re-upload {reuploaded:?}",
+            one.as_ref().map(|o| o.e_tag().map(str::to_string)),
+            two.as_ref().map(|o| o.e_tag().map(str::to_string)),
+        );
+        match (completes.is_empty(), aborting.is_ok()) {
+            (false, false) => {
+                completed += 1;
+                assert_eq!(aborting, Err("NoSuchUpload".into()), "{context}");
+                let etags: Vec<_> = completes.iter().map(|o| o.e_tag()).collect();
+                assert!(etags.windows(2).all(|w| w[0] == w[1]), "{context}");
+                // Complete named part 1's first ETag: a re-upload that
+                // landed before it would have made it fail.
+                assert_ne!(reuploaded, Some(Ok(())), "{context}");
+                let body = c.get("race", &key).await;
+                assert!(
+                    body == expected,
+                    "{context}: the object reads back different"
+                );
+            }
+            (true, true) => {
+                aborted += 1;
+                for answer in [&one, &two] {
+                    let code = answer.as_ref().err().cloned().unwrap_or_default();
+                    assert!(code == "NoSuchUpload" || code == "InvalidPart", "{context}");
+                }
+                let err = c
+                    .client
+                    .head_object()
+                    .bucket("race")
+                    .key(&key)
+                    .send()
+                    .await
+                    .unwrap_err();
+                assert_eq!(error_code(&err), "NotFound", "{context}");
+            }
+            (false, true) => panic!("{context}: Complete and Abort both won"),
+            (true, false) => panic!("{context}: neither Complete nor Abort won"),
+        }
+        // Whichever won, the upload is not listed any more.
+        let listed = c
+            .client
+            .list_multipart_uploads()
+            .bucket("race")
+            .prefix(&key)
+            .send()
+            .await
+            .unwrap();
+        assert!(listed.uploads().is_empty(), "round {round}: still listed");
+    }
+    println!("racing rounds: {completed} completed, {aborted} aborted");
     c.stop().await;
 }

@@ -155,6 +155,22 @@ async fn ranged_reads_return_exactly_the_requested_bytes() {
         .unwrap_err();
     assert_eq!(error_code(&err), "InvalidRange");
     assert_eq!(error_status(&err), 416);
+
+    // No byte of an empty object is satisfiable, a suffix neither.
+    c.put("ranges", "empty", Vec::new()).await;
+    for range in ["bytes=-5", "bytes=0-0", "bytes=0-"] {
+        let err = c
+            .client
+            .get_object()
+            .bucket("ranges")
+            .key("empty")
+            .range(range)
+            .send()
+            .await
+            .unwrap_err();
+        assert_eq!(error_code(&err), "InvalidRange", "{range}");
+        assert_eq!(error_status(&err), 416, "{range}");
+    }
     c.stop().await;
 }
 

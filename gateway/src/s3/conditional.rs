@@ -40,7 +40,15 @@ impl WriteCondition {
         }
     }
 
-    fn to_condition(&self) -> Condition {
+    /// The condition as a Complete's decision stores it.
+    pub fn from_condition(condition: &Condition) -> WriteCondition {
+        match condition {
+            Condition::ETag(etag) => WriteCondition::ETag(etag.clone()),
+            Condition::Absent | Condition::Unchanged(_) => WriteCondition::Absent,
+        }
+    }
+
+    pub fn to_condition(&self) -> Condition {
         match self {
             WriteCondition::Absent => Condition::Absent,
             WriteCondition::ETag(e) => Condition::ETag(e.clone()),

@@ -11,6 +11,7 @@ use s3s::{S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
 use super::acl::writer;
 use super::bucket::timestamp;
 use super::get::{Conditions, check_conditions};
+use super::multipart::part_record;
 use super::put::{ContentHeaders, NewVersion, chunk_owner};
 use super::tagging::copy_tags;
 use super::versions::pick_version;
@@ -289,7 +290,12 @@ impl Inner {
             .copy_data(&source.data, range, owner, &algorithms)
             .await?;
         let part = self
-            .store_part(&bucket, &input.upload_id, input.part_number, written)
+            .store_part(
+                &bucket,
+                &input.key,
+                &input.upload_id,
+                part_record(input.part_number, written),
+            )
             .await?;
         let mut result = CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),

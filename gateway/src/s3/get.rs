@@ -171,12 +171,18 @@ impl Inner {
                 ));
             }
             (Some(r), None) => {
-                let checked = r.check(size).map_err(|_| {
-                    s3_error!(
-                        InvalidRange,
-                        "the range is not satisfiable for {size} bytes"
-                    )
-                })?;
+                // A suffix range of an empty object checks as empty: no
+                // byte of it is satisfiable either.
+                let checked = r
+                    .check(size)
+                    .ok()
+                    .filter(|checked| !checked.is_empty())
+                    .ok_or_else(|| {
+                        s3_error!(
+                            InvalidRange,
+                            "the range is not satisfiable for {size} bytes"
+                        )
+                    })?;
                 let content_range = format!("bytes {}-{}/{size}", checked.start, checked.end - 1);
                 (checked, Some(content_range), None)
             }

@@ -4,6 +4,7 @@ mod access;
 mod acl;
 mod attributes;
 mod bucket;
+pub(crate) mod completion;
 mod conditional;
 mod copy;
 mod cors;

@@ -2,16 +2,17 @@
 //! completing an upload concatenates the chosen parts' chunk lists, it never
 //! copies data.
 
-use chunkstore::{Record, Table};
+use chunkstore::Table;
 use md5::{Digest, Md5};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
 use super::acl::writer;
 use super::bucket::{owner, timestamp};
+use super::completion::{CompleteRequest, SeenUpload};
 use super::conditional::WriteCondition;
 use super::list::Names;
-use super::put::{ContentHeaders, NewVersion, body_stream, chunk_owner, parse_content_md5};
+use super::put::{ContentHeaders, body_stream, chunk_owner, parse_content_md5};
 use super::tagging::parse_tagging_header;
 use super::{Inner, check_key, requester};
 use crate::checksum::{self, UploadChecksum, given_checksums, requested_checksum, set_checksums};
@@ -20,30 +21,45 @@ use crate::limits::{
     SCAN_BATCH,
 };
 use crate::store::data::Written;
-use crate::store::hlc::wall_ms;
-use crate::store::model::{self, BucketRecord, ObjectData, PartRecord, UploadRecord};
+use crate::store::hlc::{ts_millis, wall_ms};
+use crate::store::model::{
+    self, BucketRecord, Completion, ObjectData, ObjectVersion, PartRecord, UploadRecord,
+    UploadState,
+};
+
+/// The record of a stored body as part `part_number`.
+pub(super) fn part_record(part_number: i32, written: Written) -> PartRecord {
+    PartRecord {
+        part_number,
+        etag: hex::encode(written.md5),
+        size: written.size,
+        last_modified_ms: wall_ms(),
+        chunks: written.chunks,
+        checksums: written.checksums,
+    }
+}
 
 impl Inner {
+    /// An upload in progress (open, or a Complete choosing its parts).
     async fn upload(
         &self,
         bucket: &BucketRecord,
         key: &str,
         upload_id: &str,
     ) -> S3Result<UploadRecord> {
-        self.tables
-            .get(
-                Table::Uploads,
-                model::bucket_partition(&bucket.id),
-                &model::upload_key(&bucket.id, key, upload_id),
-            )
+        self.read_upload(bucket, key, upload_id)
             .await?
-            .and_then(|r| r.value)
-            .and_then(|v| model::decode::<UploadRecord>(&v))
+            .filter(SeenUpload::in_progress)
+            .map(|seen| seen.upload)
             .ok_or_else(|| s3_error!(NoSuchUpload, "no such upload: {upload_id}"))
     }
 
     /// Every part record of an upload, in part-number order.
-    async fn parts(&self, bucket: &BucketRecord, upload_id: &str) -> S3Result<Vec<PartRecord>> {
+    pub(super) async fn parts(
+        &self,
+        bucket: &BucketRecord,
+        upload_id: &str,
+    ) -> S3Result<Vec<PartRecord>> {
         let prefix = model::part_prefix(&bucket.id, upload_id);
         self.tables
             .scan_all(
@@ -51,42 +67,6 @@ impl Inner {
                 model::bucket_partition(&bucket.id),
                 &prefix,
                 &model::prefix_end(&prefix),
-            )
-            .await
-    }
-
-    /// Tombstones for the upload and its parts, in one write per table.
-    async fn forget_upload(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        upload_id: &str,
-        parts: &[PartRecord],
-    ) -> S3Result<()> {
-        let partition = model::bucket_partition(&bucket.id);
-        let ts = self.tables.now();
-        let part_tombstones: Vec<Record> = parts
-            .iter()
-            .map(|p| Record {
-                key: model::part_key(&bucket.id, upload_id, p.part_number),
-                ts,
-                value: None,
-            })
-            .collect();
-        if !part_tombstones.is_empty() {
-            self.tables
-                .put_records(Table::Parts, partition, part_tombstones)
-                .await?;
-        }
-        self.tables
-            .put_records(
-                Table::Uploads,
-                partition,
-                vec![Record {
-                    key: model::upload_key(&bucket.id, key, upload_id),
-                    ts,
-                    value: None,
-                }],
             )
             .await
     }
@@ -133,6 +113,7 @@ impl Inner {
             public_read: crate::acl::is_public_read(&acl),
             owner: Some(owner),
             acl: Some(acl),
+            state: UploadState::Open,
         };
         self.tables
             .put(
@@ -176,7 +157,12 @@ impl Inner {
             requested.as_ref(),
         )?;
         let part = self
-            .store_part(&bucket, &input.upload_id, input.part_number, written)
+            .store_part(
+                &bucket,
+                &input.key,
+                &input.upload_id,
+                part_record(input.part_number, written),
+            )
             .await?;
         let mut output = UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
@@ -204,45 +190,6 @@ impl Inner {
         self.upload(bucket, key, upload_id).await
     }
 
-    /// Records a stored body as part `part_number` of an upload (UploadPart,
-    /// UploadPartCopy); a part it replaces has its chunks freed.
-    pub(super) async fn store_part(
-        &self,
-        bucket: &BucketRecord,
-        upload_id: &str,
-        part_number: i32,
-        written: Written,
-    ) -> S3Result<PartRecord> {
-        let partition = model::bucket_partition(&bucket.id);
-        let part_key = model::part_key(&bucket.id, upload_id, part_number);
-        let replaced = self
-            .tables
-            .get(Table::Parts, partition, &part_key)
-            .await?
-            .and_then(|r| r.value)
-            .and_then(|v| model::decode::<PartRecord>(&v));
-        let part = PartRecord {
-            part_number,
-            etag: hex::encode(written.md5),
-            size: written.size,
-            last_modified_ms: wall_ms(),
-            chunks: written.chunks,
-            checksums: written.checksums,
-        };
-        self.tables
-            .put(
-                Table::Parts,
-                partition,
-                part_key,
-                Some(model::encode(&part)),
-            )
-            .await?;
-        if let Some(old) = replaced {
-            self.data.delete_chunks(old.chunks);
-        }
-        Ok(part)
-    }
-
     pub(crate) async fn complete_multipart_upload(
         &self,
         req: S3Request<CompleteMultipartUploadInput>,
@@ -251,19 +198,10 @@ impl Inner {
         let condition =
             WriteCondition::from_request(input.if_match.as_ref(), input.if_none_match.as_ref())?;
         let bucket = self.bucket(&input.bucket).await?;
-        let upload = match self.upload(&bucket, &input.key, &input.upload_id).await {
-            Ok(upload) => upload,
-            Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchUpload => {
-                return match self.completed_already(&bucket, &input).await? {
-                    Some(output) => Ok(S3Response::new(output)),
-                    None => Err(e),
-                };
-            }
-            Err(e) => return Err(e),
-        };
         let chosen = input
             .multipart_upload
-            .and_then(|m| m.parts)
+            .as_ref()
+            .and_then(|m| m.parts.clone())
             .unwrap_or_default();
         if chosen.is_empty() {
             return Err(s3_error!(
@@ -271,10 +209,68 @@ impl Inner {
                 "the request must name at least one part"
             ));
         }
-        let stored = self.parts(&bucket, &input.upload_id).await?;
+        let named: Vec<(i32, Option<String>)> = chosen
+            .iter()
+            .map(|p| {
+                let number = p
+                    .part_number
+                    .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
+                let etag = p
+                    .e_tag
+                    .as_ref()
+                    .map(|e| e.value().trim_matches('"').to_string());
+                Ok((number, etag))
+            })
+            .collect::<S3Result<_>>()?;
+        let request = CompleteRequest {
+            key: &input.key,
+            upload_id: &input.upload_id,
+            chosen: &chosen,
+            named: &named,
+            condition: condition.as_ref(),
+            input: &input,
+        };
+        let completed = self.complete_upload(&bucket, &request).await;
+        let completion = match completed {
+            Ok(completion) => completion,
+            Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchUpload => {
+                // An upload completed by 0.1, or forgotten since: the
+                // current version tells whether this Complete succeeded.
+                return match self.completed_already(&bucket, &input).await? {
+                    Some(output) => Ok(S3Response::new(output)),
+                    None => Err(e),
+                };
+            }
+            Err(e) => return Err(e),
+        };
+        let version = &completion.version;
+        let data = version.data.as_ref();
+        let mut output = CompleteMultipartUploadOutput {
+            bucket: Some(bucket.name.clone()),
+            key: Some(input.key.clone()),
+            e_tag: data.map(|d| ETag::Strong(d.etag.clone())),
+            location: Some(format!("/{}/{}", bucket.name, input.key)),
+            version_id: bucket.versioning.label_of_write(&version.version_id),
+            ..Default::default()
+        };
+        let object_checksums = checksum::to_dto(data.map_or(&[][..], |d| &d.checksums[..]));
+        set_checksums!(output, object_checksums, typed);
+        Ok(S3Response::new(output))
+    }
+
+    /// Chooses the parts a Complete names and makes the object version of
+    /// them; runs while the upload is Completing, so no part changes.
+    pub(super) async fn decide_completion(
+        &self,
+        bucket: &BucketRecord,
+        upload: &UploadRecord,
+        request: &CompleteRequest<'_>,
+    ) -> S3Result<Completion> {
+        let (input, chosen, condition) = (request.input, request.chosen, request.condition);
+        let stored = self.parts(bucket, &upload.upload_id).await?;
         let mut previous = 0;
         let mut used: Vec<&PartRecord> = Vec::with_capacity(chosen.len());
-        for part in &chosen {
+        for part in chosen {
             let number = part
                 .part_number
                 .ok_or_else(|| s3_error!(MalformedXML, "a part has no PartNumber"))?;
@@ -322,10 +318,9 @@ impl Inner {
         let part_checksums: Vec<_> = used.iter().map(|p| (&p.checksums[..], p.size)).collect();
         let checksums = checksum::object_checksum(upload.checksum, &part_checksums);
         checksum::check_object(given_checksums!(input), &checksums)?;
-        let object_checksums = checksum::to_dto(&checksums);
         let data = ObjectData {
             size: used.iter().map(|p| p.size).sum(),
-            etag: etag.clone(),
+            etag,
             content_type: upload.content_type.clone(),
             headers: upload.headers.clone(),
             user_meta: upload.user_meta.clone(),
@@ -342,38 +337,28 @@ impl Inner {
             owner: upload.owner.clone(),
             acl: upload.acl.clone(),
         };
-        let unused: Vec<_> = stored
-            .iter()
-            .filter(|s| !used.iter().any(|u| u.part_number == s.part_number))
-            .flat_map(|s| s.chunks.clone())
-            .collect();
-        // On a failed condition the upload and its parts stay, as in S3.
-        let new = NewVersion {
-            version_id: bucket.versioning.new_version_id(self.tables.now()),
-            data,
-            condition,
-            owns_chunks: false,
-        };
-        let version = self.commit_version(&bucket, &input.key, new).await?;
-        self.forget_upload(&bucket, &input.key, &input.upload_id, &stored)
-            .await?;
-        self.data.delete_chunks(unused);
-        let mut output = CompleteMultipartUploadOutput {
-            bucket: Some(bucket.name.clone()),
-            key: Some(input.key.clone()),
-            e_tag: Some(ETag::Strong(etag)),
-            location: Some(format!("/{}/{}", bucket.name, input.key)),
-            version_id: bucket.versioning.label_of_write(&version.version_id),
-            ..Default::default()
-        };
-        set_checksums!(output, object_checksums, typed);
-        Ok(S3Response::new(output))
+        let ts = self.tables.now();
+        Ok(Completion {
+            parts: used
+                .iter()
+                .map(|p| (p.part_number, p.etag.clone()))
+                .collect(),
+            version: ObjectVersion {
+                version_id: bucket.versioning.new_version_id(ts),
+                ts,
+                last_modified_ms: ts_millis(ts).max(wall_ms()),
+                data: Some(data),
+                updated_ts: 0,
+            },
+            condition: condition.map(WriteCondition::to_condition),
+            decided_ms: wall_ms(),
+        })
     }
 
-    /// A Complete sent again after it succeeded (an SDK retrying a lost
-    /// answer): S3 answers it like the first one. The upload is gone then,
-    /// so the current version is recognised by its ETag, which the listed
-    /// parts' ETags determine.
+    /// A Complete sent again after its upload was forgotten (completed by
+    /// 0.1, or longer ago than uploads are remembered): S3 answers it like
+    /// the first one. The current version is recognised by its ETag, which
+    /// the listed parts' ETags determine.
     async fn completed_already(
         &self,
         bucket: &BucketRecord,
@@ -422,22 +407,6 @@ impl Inner {
         self.abort_upload(&bucket, &input.key, &input.upload_id)
             .await?;
         Ok(S3Response::new(AbortMultipartUploadOutput::default()))
-    }
-
-    /// Forgets an upload and frees its parts' chunks (AbortMultipartUpload,
-    /// and the lifecycle rule AbortIncompleteMultipartUpload).
-    pub(crate) async fn abort_upload(
-        &self,
-        bucket: &BucketRecord,
-        key: &str,
-        upload_id: &str,
-    ) -> S3Result<()> {
-        self.upload(bucket, key, upload_id).await?;
-        let parts = self.parts(bucket, upload_id).await?;
-        self.forget_upload(bucket, key, upload_id, &parts).await?;
-        self.data
-            .delete_chunks(parts.into_iter().flat_map(|p| p.chunks).collect());
-        Ok(())
     }
 
     pub(crate) async fn list_parts(
@@ -533,10 +502,9 @@ impl Inner {
                 .scan(Table::Uploads, partition, &position, &end, SCAN_BATCH)
                 .await?;
             for record in &page.records {
-                let Some(upload) = record
-                    .value
-                    .as_deref()
-                    .and_then(model::decode::<UploadRecord>)
+                let Some(upload) = SeenUpload::from_record(Some(record))
+                    .filter(SeenUpload::in_progress)
+                    .map(|seen| seen.upload)
                 else {
                     continue;
                 };

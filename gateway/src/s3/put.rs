@@ -2,7 +2,7 @@
 //! multipart completion).
 
 use base64::Engine;
-use chunkstore::{ChunkOwner, Table};
+use chunkstore::{ChunkOwner, Record, Table};
 use futures::StreamExt;
 use s3s::dto::*;
 use s3s::{S3Error, S3ErrorCode, S3Request, S3Response, S3Result, s3_error};
@@ -17,7 +17,7 @@ use crate::checksum::{self, DEFAULT_ALGORITHM, Requested, requested_checksum, se
 use crate::limits::MAX_PUT_SIZE;
 use crate::store::data::Written;
 use crate::store::hlc::{ts_millis, wall_ms};
-use crate::store::model::{self, BucketRecord, ObjectData, ObjectVersion};
+use crate::store::model::{self, BucketRecord, ObjectData, ObjectRecord, ObjectVersion};
 
 /// A version about to be committed.
 pub(crate) struct NewVersion {
@@ -265,7 +265,6 @@ impl Inner {
         key: &str,
         new: NewVersion,
     ) -> S3Result<ObjectVersion> {
-        let partition = model::bucket_partition(&bucket.id);
         // Nothing refers to these chunks if the commit fails before writing.
         let own = if new.owns_chunks {
             new.data.chunks.clone()
@@ -288,33 +287,70 @@ impl Inner {
             data: Some(new.data),
             updated_ts: 0,
         };
-        let write = delta_record(
-            model::object_key(&bucket.id, key),
-            ts,
-            vec![version.clone()],
-            Vec::new(),
-        );
         // If a quorum does not take the record it may still have reached one
         // replica, so the new chunks stay for the garbage collector rather
         // than being deleted under a record that could win later.
-        match &new.condition {
+        self.write_version(bucket, key, &version, new.condition.as_ref(), seen)
+            .await
+            .map_err(|e| match e.code() {
+                S3ErrorCode::ServiceUnavailable => e,
+                _ if new.condition.is_some() => unreferenced(e),
+                _ => e,
+            })?;
+        self.free_replaced(&previous, &version);
+        Ok(version)
+    }
+
+    /// Writes `version` into `key`'s record, with a condition through the
+    /// partition's primary; `seen` is the record as read before.
+    pub(crate) async fn write_version(
+        &self,
+        bucket: &BucketRecord,
+        key: &str,
+        version: &ObjectVersion,
+        condition: Option<&WriteCondition>,
+        seen: Option<Record>,
+    ) -> S3Result<()> {
+        let partition = model::bucket_partition(&bucket.id);
+        let write = delta_record(
+            model::object_key(&bucket.id, key),
+            version.ts,
+            vec![version.clone()],
+            Vec::new(),
+        );
+        match condition {
             None => {
                 self.tables
                     .put_records(Table::Objects, partition, vec![write])
-                    .await?
+                    .await
             }
-            Some(condition) => self
-                .write_if(partition, condition, seen, write)
-                .await
-                .map_err(|e| match e.code() {
-                    S3ErrorCode::ServiceUnavailable => e,
-                    _ => unreferenced(e),
-                })?,
+            Some(condition) => self.write_if(partition, condition, seen, write).await,
         }
-        if let Some(replaced) = previous.version(&version.version_id) {
-            self.delete_versions_data(vec![replaced.clone()]);
-        }
-        Ok(version)
+    }
+
+    /// Frees the chunks of the version `version` replaced in `previous`
+    /// (the same id, older), except chunks `version` itself names: a commit
+    /// repeated after it landed finds itself, not a version it replaced.
+    pub(crate) fn free_replaced(&self, previous: &ObjectRecord, version: &ObjectVersion) {
+        let Some(replaced) = previous
+            .version(&version.version_id)
+            .filter(|r| r.ts < version.ts)
+        else {
+            return;
+        };
+        let kept: std::collections::HashSet<_> = version
+            .data
+            .iter()
+            .flat_map(|d| d.chunks.iter().map(|c| c.id))
+            .collect();
+        let freed = replaced
+            .data
+            .iter()
+            .flat_map(|d| d.chunks.iter())
+            .filter(|c| !kept.contains(&c.id))
+            .cloned()
+            .collect();
+        self.data.delete_chunks(freed);
     }
 
     pub(crate) fn delete_versions_data(&self, versions: Vec<ObjectVersion>) {

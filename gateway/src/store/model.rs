@@ -396,6 +396,43 @@ pub struct UploadRecord {
     pub owner: Option<String>,
     #[serde(default)]
     pub acl: Option<Vec<AclGrant>>,
+    /// Where the upload stands; records from before states read as open.
+    #[serde(default)]
+    pub state: UploadState,
+}
+
+/// The states of a multipart upload (see `crate::s3::completion`). Every
+/// change of state is a conditional write of the upload record on its
+/// partition's primary, and parts land only while the upload is open.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub enum UploadState {
+    #[default]
+    Open,
+    /// A Complete is choosing the parts, since `since_ms` (wall clock):
+    /// no part lands any more. Anyone may reopen it after a lease.
+    Completing {
+        since_ms: u64,
+    },
+    /// A Complete's decision, being committed; whoever finds it finishes it.
+    Committing(Box<Completion>),
+    /// Committed and the parts forgotten; a repeated Complete naming the
+    /// same parts answers this version (its chunk list left out here).
+    Completed(Box<Completion>),
+    Aborted {
+        at_ms: u64,
+    },
+}
+
+/// What a Complete decided: the object version it commits.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Completion {
+    /// The parts the Complete named: number and ETag.
+    pub parts: Vec<(i32, String)>,
+    pub version: ObjectVersion,
+    /// The Complete's If-None-Match / If-Match, checked when committing.
+    pub condition: Option<chunkstore::Condition>,
+    /// When the decision was made (wall clock).
+    pub decided_ms: u64,
 }
 
 /// `parts` table: one record per uploaded part.

@@ -18,10 +18,10 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chunkstore::layout::QUORUM;
-use chunkstore::merge::merge;
+use chunkstore::merge::{condition_holds, merge};
 use chunkstore::{
     CasOutcome, CasRequest, ClientError, Condition, ConditionalOutcome, ConditionalWrite, Expect,
-    Fence, NodeClient, Record, Table,
+    Fence, GuardedWrite, NodeClient, Record, Table,
 };
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -46,6 +46,13 @@ pub struct ScanPage {
     pub records: Vec<Record>,
     /// When the replicas had more: where the next page starts.
     pub next: Option<Vec<u8>>,
+}
+
+/// A request for a partition's primary.
+#[derive(Clone, Copy)]
+enum OnPrimary<'a> {
+    Conditional(&'a ConditionalWrite),
+    Guarded(&'a GuardedWrite),
 }
 
 /// What one attempt at the current epoch came to.
@@ -149,57 +156,93 @@ impl Tables {
         write: Record,
     ) -> S3Result<ConditionalOutcome> {
         let req = ConditionalWrite { condition, write };
+        self.on_primary(table, partition, OnPrimary::Conditional(&req))
+            .await
+    }
+
+    /// A guarded write through the partition's primary: `write` (a record
+    /// of `table`) is made only if `condition` holds on the record
+    /// `guard_key` of `guard_table`, serialised with the conditional writes
+    /// of that key. The outcome's record is the guard record.
+    pub async fn guarded(
+        &self,
+        table: Table,
+        partition: u16,
+        guard: (Table, Vec<u8>),
+        condition: Condition,
+        write: Record,
+    ) -> S3Result<ConditionalOutcome> {
+        let (guard_table, guard_key) = guard;
+        let req = GuardedWrite {
+            guard_table,
+            guard_key,
+            condition,
+            write,
+        };
+        self.on_primary(table, partition, OnPrimary::Guarded(&req))
+            .await
+    }
+
+    async fn on_primary(
+        &self,
+        table: Table,
+        partition: u16,
+        request: OnPrimary<'_>,
+    ) -> S3Result<ConditionalOutcome> {
         let outcome = self
-            .fenced("cas", |layout| {
-                let req = &req;
-                async move {
-                    let epoch = layout.epoch();
-                    if epoch == 0 {
-                        return self
-                            .conditional_legacy(table, partition, req)
-                            .await
-                            .map(Attempt::Done);
+            .fenced("cas", |layout| async move {
+                let epoch = layout.epoch();
+                if epoch == 0 {
+                    let outcome = match request {
+                        OnPrimary::Conditional(req) => {
+                            self.conditional_legacy(table, partition, req).await
+                        }
+                        OnPrimary::Guarded(req) => self.guarded_legacy(table, partition, req).await,
+                    };
+                    return outcome.map(Attempt::Done);
+                }
+                let Some(primary) = layout.placement().primary(partition) else {
+                    return Err(s3_error!(
+                        ServiceUnavailable,
+                        "metadata partition {partition} has no primary"
+                    ));
+                };
+                let Some(addr) = self.cluster.addr_of(primary) else {
+                    return Err(s3_error!(
+                        ServiceUnavailable,
+                        "the primary of partition {partition} has no address"
+                    ));
+                };
+                let answer = {
+                    let _guard = self.cluster.track(primary);
+                    let client = self.cluster.client();
+                    match request {
+                        OnPrimary::Conditional(req) => {
+                            client.conditional(addr, epoch, table, req).await
+                        }
+                        OnPrimary::Guarded(req) => client.guarded(addr, epoch, table, req).await,
                     }
-                    let Some(primary) = layout.placement().primary(partition) else {
-                        return Err(s3_error!(
-                            ServiceUnavailable,
-                            "metadata partition {partition} has no primary"
-                        ));
-                    };
-                    let Some(addr) = self.cluster.addr_of(primary) else {
-                        return Err(s3_error!(
-                            ServiceUnavailable,
-                            "the primary of partition {partition} has no address"
-                        ));
-                    };
-                    let answer = {
-                        let _guard = self.cluster.track(primary);
-                        self.cluster
-                            .client()
-                            .conditional(addr, epoch, table, req)
-                            .await
-                    };
-                    match answer {
-                        Ok(outcome) => Ok(Attempt::Done(outcome)),
-                        Err(ClientError::Fenced(_, fence)) => {
-                            self.after_fence(addr, fence).await;
-                            Ok(Attempt::Again)
+                };
+                match answer {
+                    Ok(outcome) => Ok(Attempt::Done(outcome)),
+                    Err(ClientError::Fenced(_, fence)) => {
+                        self.after_fence(addr, fence).await;
+                        Ok(Attempt::Again)
+                    }
+                    Err(e) => {
+                        // A primary that does not answer is replaced by a
+                        // newer epoch once the leader sees it down (a few
+                        // seconds): wait for that, bounded.
+                        if matches!(e, ClientError::Unreachable(..))
+                            && self.await_primary(epoch, addr).await
+                        {
+                            return Ok(Attempt::Again);
                         }
-                        Err(e) => {
-                            // A primary that does not answer is replaced by
-                            // a newer epoch once the leader sees it down (a
-                            // few seconds): wait for that, bounded.
-                            if matches!(e, ClientError::Unreachable(..))
-                                && self.await_primary(epoch, addr).await
-                            {
-                                return Ok(Attempt::Again);
-                            }
-                            self.cluster.metrics().quorum_failure("cas");
-                            Err(s3_error!(
-                                ServiceUnavailable,
-                                "conditional write on {primary} failed: {e}"
-                            ))
-                        }
+                        self.cluster.metrics().quorum_failure("cas");
+                        Err(s3_error!(
+                            ServiceUnavailable,
+                            "conditional write on {primary} failed: {e}"
+                        ))
                     }
                 }
             })
@@ -230,8 +273,8 @@ impl Tables {
     }
 
     /// A conditional write as 0.1 made it, while the cluster has no decided
-    /// layout (a rolling upgrade from 0.1): checked on the first live
-    /// replica, then written at quorum.
+    /// layout (a rolling upgrade from 0.1): on object records checked on the
+    /// first live replica, then written at quorum.
     async fn conditional_legacy(
         &self,
         table: Table,
@@ -242,10 +285,22 @@ impl Tables {
             (Condition::Absent, Table::Objects) => Expect::Absent,
             (Condition::ETag(etag), Table::Objects) => Expect::ETag(etag.clone()),
             _ => {
-                return Err(s3_error!(
-                    ServiceUnavailable,
-                    "the cluster is being upgraded: retry once every storage node runs this release"
-                ));
+                // Other tables' read-modify-writes: read, check and write,
+                // not serialised, as 0.1 did.
+                let current = self.get(table, partition, &req.write.key).await?;
+                let written = condition_holds(table, &req.condition, current.as_ref());
+                if written {
+                    self.put_records(table, partition, vec![req.write.clone()])
+                        .await?;
+                }
+                return Ok(ConditionalOutcome {
+                    written,
+                    record: if written {
+                        Some(req.write.clone())
+                    } else {
+                        current
+                    },
+                });
             }
         };
         let seen = self.get(table, partition, &req.write.key).await?;
@@ -282,6 +337,27 @@ impl Tables {
                 record: self.get(table, partition, &req.write.key).await?,
             }),
         }
+    }
+
+    /// A guarded write while the cluster has no decided layout (a rolling
+    /// upgrade from 0.1): the guard is checked on a quorum read, then the
+    /// record written, not serialised, as 0.1 did.
+    async fn guarded_legacy(
+        &self,
+        table: Table,
+        partition: u16,
+        req: &GuardedWrite,
+    ) -> S3Result<ConditionalOutcome> {
+        let guard = self.get(req.guard_table, partition, &req.guard_key).await?;
+        let written = condition_holds(req.guard_table, &req.condition, guard.as_ref());
+        if written {
+            self.put_records(table, partition, vec![req.write.clone()])
+                .await?;
+        }
+        Ok(ConditionalOutcome {
+            written,
+            record: guard,
+        })
     }
 
     /// Writes records to every replica of a partition at `epoch`, and

@@ -22,10 +22,11 @@ use crate::limits::{
     LIFECYCLE_INTERVAL, LIFECYCLE_RECORDS_PER_PASS, MAX_SCAN_ROUNDS, SCAN_BATCH, SYSTEM_PARTITION,
 };
 use crate::s3::Inner;
+use crate::s3::completion::SeenUpload;
 use crate::store::hlc::wall_ms;
 use crate::store::model::{
     self, BucketRecord, LifecycleFilter, LifecycleRule, OBJECT_KEY_PREFIX, ObjectRecord,
-    ObjectVersion, Purged, UploadRecord, Versioning,
+    ObjectVersion, Purged, UploadState, Versioning,
 };
 use crate::store::table::Tables;
 use crate::workers::Leader;
@@ -231,9 +232,6 @@ async fn bucket_pass(
         .flatten()
         .filter(|r| r.enabled)
         .collect();
-    if rules.is_empty() {
-        return Ok(None);
-    }
     let work = BucketWork {
         inner,
         config,
@@ -245,7 +243,8 @@ async fn bucket_pass(
     let end = model::prefix_end(&prefix);
     let resume = resume.unwrap_or_default();
     for uploads in [false, true] {
-        if resume.uploads && !uploads {
+        // Every bucket's uploads are looked after; objects only by rules.
+        if (resume.uploads || work.rules.is_empty()) && !uploads {
             continue;
         }
         let table = if uploads {
@@ -273,7 +272,7 @@ async fn bucket_pass(
             *budget = budget.saturating_sub(page.records.len().max(1));
             for record in &page.records {
                 let applied = if uploads {
-                    work.abort_old_upload(record).await
+                    work.tend_upload(record).await
                 } else {
                     work.expire_object(record).await
                 };
@@ -349,20 +348,20 @@ impl BucketWork<'_> {
         Ok(())
     }
 
-    async fn abort_old_upload(&self, read: &Record) -> S3Result<()> {
+    async fn tend_upload(&self, read: &Record) -> S3Result<()> {
         let BucketWork {
             inner,
             config,
             bucket,
             ref rules,
         } = *self;
-        let Some(upload) = read
-            .value
-            .as_deref()
-            .and_then(model::decode::<UploadRecord>)
-        else {
+        let Some(seen) = SeenUpload::from_record(Some(read)) else {
             return Ok(());
         };
+        if seen.upload.state != UploadState::Open {
+            return inner.tend_upload(bucket, &seen).await;
+        }
+        let upload = seen.upload;
         let now_ms = wall_ms();
         let old = rules.iter().any(|r| {
             upload.key.starts_with(&r.filter.prefix)
