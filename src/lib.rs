@@ -275,6 +275,8 @@ pub struct EmbeddedConfig {
     pub background: BackgroundConfig,
     /// How every storage node scrubs, pages and replicates (tests shorten it).
     pub nodes: NodeTuning,
+    /// Bounds on the S3 port's connections.
+    pub connections: gateway::ConnectionLimits,
 }
 
 /// Settings of the storage nodes of an embedded cluster beyond where they
@@ -348,6 +350,7 @@ impl Embedded {
                 admin_addr: config.admin_addr,
                 admin_token: config.admin_token,
                 legacy_peers: false,
+                connections: config.connections,
             },
             GossipConfig {
                 bind_addr: loopback,

@@ -200,6 +200,9 @@ struct S3Args {
     /// Admin API bearer token [server default: generated on first start and kept in the data dir].
     #[arg(long, env = "FLEXDRIVE_ADMIN_TOKEN", hide_env_values = true)]
     admin_token: Option<String>,
+    /// Connections the S3 port serves at once; more are answered 503 SlowDown [default: 1024].
+    #[arg(long, env = "FLEXDRIVE_MAX_CONNECTIONS")]
+    max_connections: Option<usize>,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -314,6 +317,17 @@ fn read_config(path: &Path) -> anyhow::Result<FileConfig> {
     toml::from_str(&text).with_context(|| format!("config file {} is not valid", path.display()))
 }
 
+/// The S3 port's connection bounds: the defaults, with the operator's cap.
+fn connection_limits(s3: &S3Args) -> anyhow::Result<gateway::ConnectionLimits> {
+    let mut limits = gateway::ConnectionLimits::default();
+    match s3.max_connections {
+        Some(0) => bail!("--max-connections must be at least 1"),
+        Some(n) => limits.max_connections = n,
+        None => {}
+    }
+    Ok(limits)
+}
+
 fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
     S3Args {
         root_access_key: flags.root_access_key.or(file.root_access_key),
@@ -327,6 +341,7 @@ fn merge_s3(flags: S3Args, file: S3Args) -> S3Args {
         },
         admin_addr: flags.admin_addr.or(file.admin_addr),
         admin_token: flags.admin_token.or(file.admin_token),
+        max_connections: flags.max_connections.or(file.max_connections),
     }
 }
 
@@ -465,6 +480,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         admin_token: Some(admin_token.clone()),
         background: background(flags.dead_node_timeout.or(file.dead_node_timeout)),
         nodes: Default::default(),
+        connections: connection_limits(&s3)?,
     })
     .await?;
     let endpoint = format!("http://{}", embedded.s3_addr());
@@ -556,6 +572,7 @@ async fn gateway(flags: GatewayArgs, file: GatewayArgs) -> anyhow::Result<()> {
                 (_, token) => token,
             },
             legacy_peers: cluster.legacy_peers,
+            connections: connection_limits(&s3)?,
         },
         gossip(&cluster)?,
     )

@@ -47,7 +47,8 @@ use membership::{MemberState, Role};
 
 use crate::keys::{KeyStore, Permissions};
 use crate::limits::{
-    ADMIN_BUCKET_SCAN_RECORDS, MAX_ADMIN_BODY, MAX_LISTED_PARTITIONS, PARTITIONS, QUORUM,
+    ADMIN_BODY_TIMEOUT, ADMIN_BUCKET_SCAN_RECORDS, MAX_ADMIN_BODY, MAX_LISTED_PARTITIONS,
+    PARTITIONS, QUORUM,
 };
 use crate::s3::Gateway;
 use crate::store::cluster::Cluster;
@@ -748,9 +749,19 @@ fn no_such_key(access_key: &str) -> Answer {
 
 /// The request body as JSON of type T, or the error answer.
 async fn read_json<T: serde::de::DeserializeOwned>(req: Request<Incoming>) -> Result<T, Answer> {
-    let body = Limited::new(req.into_body(), MAX_ADMIN_BODY)
-        .collect()
-        .await
+    let collected = tokio::time::timeout(
+        ADMIN_BODY_TIMEOUT,
+        Limited::new(req.into_body(), MAX_ADMIN_BODY).collect(),
+    )
+    .await
+    .map_err(|_| {
+        error(
+            StatusCode::REQUEST_TIMEOUT,
+            "RequestTimeout",
+            format!("the request body did not arrive within {ADMIN_BODY_TIMEOUT:?}"),
+        )
+    })?;
+    let body = collected
         .map_err(|e| {
             if e.is::<LengthLimitError>() {
                 error(

@@ -30,3 +30,4 @@ pub mod store;
 pub mod workers;
 
 pub use server::{GatewayConfig, RunningGateway, start};
+pub use telemetry::ConnectionLimits;

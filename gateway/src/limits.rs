@@ -203,8 +203,10 @@ pub const MAX_LISTED_PARTITIONS: usize = 32;
 /// answer says its numbers are a lower bound.
 pub const ADMIN_BUCKET_SCAN_RECORDS: usize = 100_000;
 
-/// How long a gateway serves reads (GET, HEAD, listings) from a bucket record
-/// it read before: saves one quorum read per small GET. Writes always read
+/// How long a gateway serves reads (GET, HEAD, listings) and authorization
+/// checks from a bucket record it read before: saves one quorum read per
+/// small GET (a permission changed through another gateway applies here
+/// within this time). Writes always read
 /// the bucket at quorum, so a bucket deleted (or re-created) through another
 /// gateway never receives writes under a stale id; reads may see the old
 /// bucket for at most this long.
@@ -227,3 +229,6 @@ pub const MAX_UPLOAD_STEPS: usize = 16;
 /// How long a completed or aborted upload is remembered, so that a
 /// repeated Complete or Abort (an SDK retrying) gets its answer.
 pub const UPLOAD_OUTCOME_KEEP: Duration = Duration::from_secs(60 * 60);
+
+/// Time for the whole body of an admin request (they are small JSON).
+pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(30);

@@ -91,6 +91,7 @@ pub struct GatewayMetrics {
     quorum_failures: IntCounterVec,
     fenced_retries: IntCounterVec,
     layout_epoch: IntGauge,
+    connections: telemetry::ConnectionCounts,
 }
 
 impl GatewayMetrics {
@@ -109,6 +110,16 @@ impl GatewayMetrics {
             }
         });
         GatewayMetrics {
+            connections: telemetry::ConnectionCounts {
+                open: b.gauge(
+                    "flexdrive_s3_connections_open",
+                    "Connections the S3 port serves now.",
+                ),
+                refused: b.counter(
+                    "flexdrive_s3_connections_refused_total",
+                    "Connections to the S3 port answered 503 SlowDown and closed because the connection cap was reached.",
+                ),
+            },
             fenced_retries: b.counter_vec(
                 "flexdrive_layout_fenced_retries_total",
                 "Metadata operations tried again because a node was at another layout epoch, by operation.",
@@ -179,18 +190,29 @@ impl GatewayMetrics {
     /// The request for s3s, its body counting the bytes received. A request
     /// without a body (most GETs) keeps hyper's body as it is; the others
     /// pay one allocation for the wrapper.
-    pub(crate) fn meter_request(&self, req: http::Request<Incoming>) -> s3s::HttpRequest {
+    /// The request with its body counted and bounded per read by `body_idle`.
+    pub(crate) fn meter_request(
+        &self,
+        req: http::Request<Incoming>,
+        body_idle: std::time::Duration,
+    ) -> s3s::HttpRequest {
         if req.body().is_end_stream() {
             return req.map(s3s::Body::from);
         }
         let bytes = self.s3_bytes_in.clone();
         req.map(|inner| {
-            s3s::Body::http_body(Metered {
+            let metered = Metered {
                 inner,
                 bytes,
                 timer: None,
-            })
+            };
+            s3s::Body::http_body(telemetry::IdleBody::new(metered, body_idle))
         })
+    }
+
+    /// The S3 port's connection counts.
+    pub(crate) fn connections(&self) -> telemetry::ConnectionCounts {
+        self.connections.clone()
     }
 
     /// Counts an answer of `op` and wraps its body so that the bytes sent

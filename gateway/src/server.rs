@@ -4,8 +4,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use hyper_util::rt::{TokioExecutor, TokioIo};
-use hyper_util::server::conn::auto::Builder as ConnBuilder;
+use hyper_util::rt::TokioIo;
 use membership::Snapshot;
 use s3s::auth::{S3Auth, SecretKey};
 use s3s::host::{S3Host, VirtualHost};
@@ -42,6 +41,8 @@ pub struct GatewayConfig {
     pub admin_token: Option<String>,
     /// Accept untagged answers from 0.1 storage nodes (rolling upgrade only).
     pub legacy_peers: bool,
+    /// Bounds on the S3 port's connections.
+    pub connections: telemetry::ConnectionLimits,
 }
 
 pub struct RunningGateway {
@@ -158,8 +159,18 @@ pub async fn start(
 
     let (stop, mut stopped) = watch::channel(false);
     let layout_task = tokio::spawn(cluster.clone().maintain_layout());
+    let gate = telemetry::ConnectionGate::new(
+        config.connections,
+        "application/xml",
+        concat!(
+            r#"<?xml version="1.0" encoding="UTF-8"?>"#,
+            "<Error><Code>SlowDown</Code><Message>Too many connections to this gateway; reduce your request rate.</Message></Error>"
+        ),
+        Some(metrics.connections()),
+    );
+    let body_idle = config.connections.body_idle;
     let accept_task = tokio::spawn(async move {
-        let conn_builder = ConnBuilder::new(TokioExecutor::new());
+        let conn_builder = gate.builder();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
         loop {
             tokio::select! {
@@ -171,6 +182,9 @@ pub async fn start(
                             tokio::time::sleep(Duration::from_millis(50)).await;
                             continue;
                         }
+                    };
+                    let Some((socket, admitted)) = gate.admit(socket) else {
+                        continue;
                     };
                     // Without this every small response waits for the
                     // client's delayed ACK (about 40 ms).
@@ -207,7 +221,7 @@ pub async fn start(
                             let continue_expected = ExpectsContinue::of(&req);
                             let req = crate::reply::sigv2_bucket_path(req);
                             let asked = crate::reply::Asked::of(&req);
-                            let req = metrics.meter_request(req);
+                            let req = metrics.meter_request(req, body_idle);
                             let response = service.call(req).await?;
                             let mut response = crate::reply::adjust(asked, response).await;
                             if continue_expected.closes_after(response.status()) {
@@ -238,6 +252,7 @@ pub async fn start(
                         .into_owned();
                     let conn = graceful.watch(conn);
                     tokio::spawn(async move {
+                        let _admitted = admitted;
                         if let Err(e) = conn.await {
                             tracing::debug!(error = %e, "S3 connection ended with an error");
                         }

@@ -11,12 +11,13 @@ use bytes::Bytes;
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioExecutor, TokioIo};
+use hyper_util::rt::TokioIo;
 use prometheus::{Encoder, Registry, TextEncoder};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
+use crate::connections::{ConnectionGate, ConnectionLimits};
 use crate::health::Readiness;
 
 /// A complete answer of the admin port.
@@ -99,7 +100,12 @@ pub async fn bind(addr: SocketAddr) -> anyhow::Result<TcpListener> {
         .map_err(|e| anyhow::anyhow!("cannot listen for the admin port on {addr}: {e}"))
 }
 
-/// Serves `handler` on `listener` (HTTP/1 and HTTP/2) until `stopped` changes.
+/// Connections an admin port serves at once.
+const ADMIN_MAX_CONNECTIONS: usize = 256;
+
+/// Serves `handler` on `listener` (HTTP/1 and HTTP/2) until `stopped`
+/// changes, with the bounds of [`ConnectionGate`] (at most
+/// [`ADMIN_MAX_CONNECTIONS`] at once).
 pub fn serve<F, Fut>(
     listener: TcpListener,
     handler: F,
@@ -109,6 +115,15 @@ where
     F: Fn(Request<Incoming>) -> Fut + Clone + Send + Sync + 'static,
     Fut: Future<Output = Answer> + Send + 'static,
 {
+    let gate = ConnectionGate::new(
+        ConnectionLimits {
+            max_connections: ADMIN_MAX_CONNECTIONS,
+            ..ConnectionLimits::default()
+        },
+        "text/plain; charset=utf-8",
+        "too many connections to this port; retry\n",
+        None,
+    );
     tokio::spawn(async move {
         loop {
             let socket = tokio::select! {
@@ -122,14 +137,18 @@ where
                 },
                 _ = stopped.changed() => return,
             };
+            let Some((socket, admitted)) = gate.admit(socket) else {
+                continue;
+            };
             let _ = socket.set_nodelay(true);
             let handler = handler.clone();
             let service = hyper::service::service_fn(move |req| {
                 let answer = handler(req);
                 async move { Ok::<_, Infallible>(answer.await) }
             });
+            let conn = gate.builder();
             tokio::spawn(async move {
-                let conn = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+                let _admitted = admitted;
                 if let Err(e) = conn.serve_connection(TokioIo::new(socket), service).await {
                     tracing::debug!(error = %e, "admin connection ended with an error");
                 }

@@ -20,11 +20,13 @@
 //! ```
 
 mod bundle;
+mod connections;
 mod health;
 mod http;
 mod members;
 
 pub use bundle::{Bundle, BundleBuilder};
+pub use connections::{BodyStalled, ConnectionCounts, ConnectionGate, ConnectionLimits, IdleBody};
 pub use health::{CachedCheck, Readiness};
 pub use http::{Answer, Ops, bind, encode, serve, serve_ops};
 pub use members::{gauge_bytes, gossip_metrics, membership_metrics};

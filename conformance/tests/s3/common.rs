@@ -135,12 +135,45 @@ impl TestCluster {
         .await
     }
 
+    /// Three storage nodes and a gateway whose S3 port has `connections`.
+    pub async fn start_with_connections(connections: gateway::ConnectionLimits) -> TestCluster {
+        let dir = tempfile::tempdir().expect("temp dir");
+        TestCluster::start_full(
+            dir,
+            3,
+            1024 * 1024,
+            BackgroundConfig::default(),
+            NodeTuning::default(),
+            connections,
+        )
+        .await
+    }
+
     async fn start_in_with(
         dir: tempfile::TempDir,
         storage_nodes: usize,
         chunk_size: usize,
         background: BackgroundConfig,
         nodes: NodeTuning,
+    ) -> TestCluster {
+        TestCluster::start_full(
+            dir,
+            storage_nodes,
+            chunk_size,
+            background,
+            nodes,
+            gateway::ConnectionLimits::default(),
+        )
+        .await
+    }
+
+    async fn start_full(
+        dir: tempfile::TempDir,
+        storage_nodes: usize,
+        chunk_size: usize,
+        background: BackgroundConfig,
+        nodes: NodeTuning,
+        connections: gateway::ConnectionLimits,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
             data_dir: dir.path().to_path_buf(),
@@ -156,6 +189,7 @@ impl TestCluster {
             nodes,
             admin_addr: Some("127.0.0.1:0".parse().unwrap()),
             admin_token: Some(ADMIN_TOKEN.into()),
+            connections,
         })
         .await
         .expect("cluster starts");

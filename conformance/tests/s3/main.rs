@@ -10,6 +10,7 @@ mod attributes;
 mod buckets;
 mod checksums;
 mod conditional;
+mod connections;
 mod cors;
 mod durability;
 mod errors;

@@ -229,7 +229,7 @@ impl Inner {
                 Err(denied())
             };
         }
-        let bucket = self.bucket(bucket).await?;
+        let bucket = self.bucket_for_read(bucket).await?;
         if key.is_some_and(|k| allows(permissions(k, &bucket), need(operation))) {
             return Ok(());
         }
@@ -314,7 +314,7 @@ impl Inner {
         if let Signer::Root = signer {
             return Ok(());
         }
-        let bucket = self.bucket(bucket).await?;
+        let bucket = self.bucket_for_read(bucket).await?;
         if let Signer::Key(k) = &signer
             && permissions(k, &bucket).read
         {
