@@ -232,3 +232,10 @@ pub const UPLOAD_OUTCOME_KEEP: Duration = Duration::from_secs(60 * 60);
 
 /// Time for the whole body of an admin request (they are small JSON).
 pub const ADMIN_BODY_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long a DeleteBucket may take to check its bucket is empty before
+/// writes waiting for it cancel it (its gateway died half-way).
+pub const BUCKET_DELETE_LEASE: Duration = Duration::from_secs(30);
+
+/// How often a write waiting for a DeleteBucket's outcome looks again.
+pub const BUCKET_DELETE_POLL: Duration = Duration::from_millis(100);

@@ -1,3 +1,5 @@
+use std::time::Duration;
+
 use crate::common::*;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -225,4 +227,112 @@ async fn missing_bucket_answers_no_such_bucket_everywhere() {
         .unwrap_err();
     assert_eq!(error_code(&err), "NoSuchBucket");
     c.stop().await;
+}
+
+/// DeleteBucket racing PUTs into the bucket and an open multipart upload:
+/// either the delete wins (every racing PUT answers NoSuchBucket, the
+/// upload is gone) or it answers BucketNotEmpty and every PUT acknowledged
+/// reads back. No PUT is ever acknowledged into a deleted bucket.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delete_bucket_racing_writes_never_acknowledges_a_write_it_drops() {
+    bounded(Duration::from_secs(240), async {
+        let c = TestCluster::start(3).await;
+        let (mut deleted, mut kept) = (0, 0);
+        for round in 0..24u64 {
+            let bucket = format!("racing-{round}");
+            c.create_bucket(&bucket).await;
+            let upload = c
+                .client
+                .create_multipart_upload()
+                .bucket(&bucket)
+                .key("upload")
+                .send()
+                .await
+                .unwrap();
+            let upload_id = upload.upload_id().unwrap().to_string();
+            c.client
+                .upload_part()
+                .bucket(&bucket)
+                .key("upload")
+                .upload_id(&upload_id)
+                .part_number(1)
+                .body(data(1000, round).into())
+                .send()
+                .await
+                .unwrap();
+            // A few PUTs, started a little before or after the delete.
+            let puts = (0..3u64).map(|i| {
+                let (client, bucket) = (c.client.clone(), bucket.clone());
+                async move {
+                    tokio::time::sleep(Duration::from_millis((round % 8) * 6 + i * 2)).await;
+                    let key = format!("k{i}");
+                    let answer = client
+                        .put_object()
+                        .bucket(&bucket)
+                        .key(&key)
+                        .body(data(100, i).into())
+                        .send()
+                        .await;
+                    (key, answer.map(drop).map_err(|e| error_code(&e)))
+                }
+            });
+            let delete = async {
+                c.client
+                    .delete_bucket()
+                    .bucket(&bucket)
+                    .send()
+                    .await
+                    .map(drop)
+                    .map_err(|e| error_code(&e))
+            };
+            let (deleting, putting) = tokio::join!(delete, futures::future::join_all(puts));
+            let context = format!("round {round}: delete {deleting:?}, puts {putting:?}");
+            match deleting {
+                Ok(()) => {
+                    deleted += 1;
+                    for (_, answer) in &putting {
+                        assert_eq!(answer, &Err("NoSuchBucket".to_string()), "{context}");
+                    }
+                    let err = c
+                        .client
+                        .list_multipart_uploads()
+                        .bucket(&bucket)
+                        .send()
+                        .await
+                        .unwrap_err();
+                    assert_eq!(error_code(&err), "NoSuchBucket", "{context}");
+                }
+                Err(code) => {
+                    kept += 1;
+                    assert!(
+                        code == "BucketNotEmpty" || code == "OperationAborted",
+                        "{context}"
+                    );
+                    for (key, answer) in &putting {
+                        match answer {
+                            Ok(()) => assert_eq!(
+                                c.get(&bucket, key).await,
+                                data(100, key[1..].parse().unwrap()),
+                                "{context}"
+                            ),
+                            Err(e) => assert_eq!(e, "NoSuchBucket", "{context}"),
+                        }
+                    }
+                    // A bucket found with objects keeps its upload (unless
+                    // an object landed only after the uploads were aborted).
+                    let listed = c
+                        .client
+                        .list_multipart_uploads()
+                        .bucket(&bucket)
+                        .send()
+                        .await
+                        .unwrap();
+                    assert!(listed.uploads().len() <= 1, "{context}");
+                }
+            }
+        }
+        println!("delete-bucket rounds: {deleted} deleted, {kept} kept");
+        c.stop().await;
+    })
+    .await;
 }

@@ -6,12 +6,16 @@ use chunkstore::{Condition, Record, Table};
 use s3s::dto::*;
 use s3s::{S3Request, S3Response, S3Result, s3_error};
 
+use super::completion::SeenUpload;
 use super::{Inner, requester};
 use crate::acl::{AclGrant, Canned, Resource, is_public_read};
 use crate::keys::permissions;
-use crate::limits::{MAX_SCAN_ROUNDS, MAX_UPDATE_ATTEMPTS, SCAN_BATCH, SYSTEM_PARTITION};
+use crate::limits::{
+    BUCKET_DELETE_LEASE, BUCKET_DELETE_POLL, MAX_SCAN_ROUNDS, MAX_UPDATE_ATTEMPTS, SCAN_BATCH,
+    SYSTEM_PARTITION,
+};
 use crate::store::hlc::wall_ms;
-use crate::store::model::{self, BucketRecord, ObjectRecord, Versioning};
+use crate::store::model::{self, BucketRecord, ObjectRecord, UploadState, Versioning};
 
 pub(crate) fn timestamp(ms: u64) -> Timestamp {
     Timestamp::from(UNIX_EPOCH + Duration::from_millis(ms))
@@ -29,6 +33,11 @@ const MAX_LIST_BUCKETS: i32 = 10_000;
 
 /// The region where S3 answers 200 to re-creating a bucket you own.
 const LEGACY_REGION: &str = "us-east-1";
+
+/// Whether a DeleteBucket that started at `since_ms` is past its lease.
+fn deletion_expired(since_ms: u64) -> bool {
+    wall_ms().saturating_sub(since_ms) > BUCKET_DELETE_LEASE.as_millis() as u64
+}
 
 impl Inner {
     /// The bucket's record, or NoSuchBucket.
@@ -310,6 +319,7 @@ impl Inner {
             lifecycle: None,
             public_read: is_public_read(&acl),
             acl: Some(acl),
+            deleting_since_ms: None,
             versioning: Versioning::Unversioned,
             policy: None,
             public_access_block: None,
@@ -372,50 +382,212 @@ impl Inner {
         Ok(S3Response::new(DeleteBucketOutput {}))
     }
 
-    /// Deletes an empty bucket (BucketNotEmpty otherwise), through the
-    /// system partition's primary and only if the record is still the one
-    /// checked, so that a bucket re-created or changed meanwhile stays.
+    /// Deletes an empty bucket (BucketNotEmpty otherwise), aborting its
+    /// multipart uploads in progress, as S3 does.
+    ///
+    /// Writes do not lock the bucket, so deletion is in two steps, each a
+    /// conditional write of the bucket record on the system partition's
+    /// primary: the record is marked as being deleted, then (the uploads
+    /// aborted and no object found) removed if still the one marked. A
+    /// write that lands meanwhile reads the record again once its own
+    /// record is durable (`Inner::confirm_bucket`) and waits for the
+    /// outcome: either the deletion saw its object (BucketNotEmpty; the
+    /// write stands) or it did not, the bucket is gone and the write
+    /// answers NoSuchBucket. So no write is acknowledged into a deleted
+    /// bucket.
     pub(crate) async fn drop_bucket(&self, name: &str) -> S3Result<()> {
         let key = model::bucket_key(name);
+        let no_such_bucket = || s3_error!(NoSuchBucket, "bucket {name} does not exist");
         let read = self
             .tables
             .get(Table::Buckets, SYSTEM_PARTITION, &key)
             .await?
-            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
-        let bucket = read
+            .ok_or_else(no_such_bucket)?;
+        let mut bucket = read
             .value
             .as_deref()
             .and_then(model::decode::<BucketRecord>)
-            .ok_or_else(|| s3_error!(NoSuchBucket, "bucket {name} does not exist"))?;
-        if self.has_objects(&bucket).await? {
-            return Err(s3_error!(BucketNotEmpty));
+            .ok_or_else(no_such_bucket)?;
+        if bucket
+            .deleting_since_ms
+            .is_some_and(|since| !deletion_expired(since))
+        {
+            return Err(s3_error!(
+                OperationAborted,
+                "bucket {name} is being deleted by another request"
+            ));
         }
-        let tombstone = Record {
-            key,
+        bucket.deleting_since_ms = Some(wall_ms());
+        let marked = self
+            .write_bucket_if_unchanged(&bucket, read.ts, Some(&bucket))
+            .await?
+            .ok_or_else(|| {
+                s3_error!(
+                    OperationAborted,
+                    "bucket {name} changed while it was being deleted; retry"
+                )
+            })?;
+        self.cors_cache.forget(name);
+        self.bucket_cache.forget(name);
+        let emptied = async {
+            // Objects first: a bucket that keeps them keeps its uploads too.
+            if self.has_objects(&bucket).await? {
+                return Err(s3_error!(BucketNotEmpty));
+            }
+            self.abort_bucket_uploads(&bucket).await?;
+            // Again: a Complete that had decided was finished just now, and
+            // writes may have landed meanwhile.
+            if self.has_objects(&bucket).await? {
+                return Err(s3_error!(BucketNotEmpty));
+            }
+            Ok(())
+        };
+        if let Err(e) = emptied.await {
+            // The bucket stays: unmark it (if that fails, the lease does).
+            let mut kept = bucket.clone();
+            kept.deleting_since_ms = None;
+            if let Err(unmark) = self
+                .write_bucket_if_unchanged(&kept, marked, Some(&kept))
+                .await
+            {
+                tracing::warn!(bucket = name, error = %unmark, "cannot unmark a bucket");
+            }
+            return Err(e);
+        }
+        let removed = self
+            .write_bucket_if_unchanged(&bucket, marked, None)
+            .await?;
+        self.cors_cache.forget(name);
+        self.bucket_cache.forget(name);
+        match removed {
+            Some(_) => Ok(()),
+            None => Err(s3_error!(
+                OperationAborted,
+                "bucket {name} changed while it was being deleted; retry"
+            )),
+        }
+    }
+
+    /// Writes `value` (None: a tombstone) as `bucket`'s record if the record
+    /// is still the one stamped `seen_ts`; the new stamp, or None if refused.
+    async fn write_bucket_if_unchanged(
+        &self,
+        bucket: &BucketRecord,
+        seen_ts: u64,
+        value: Option<&BucketRecord>,
+    ) -> S3Result<Option<u64>> {
+        let write = Record {
+            key: model::bucket_key(&bucket.name),
             ts: self.tables.now(),
-            value: None,
+            value: value.map(model::encode),
         };
         let outcome = self
             .tables
             .conditional(
                 Table::Buckets,
                 SYSTEM_PARTITION,
-                Condition::Unchanged(read.ts),
-                tombstone,
+                Condition::Unchanged(seen_ts),
+                write,
             )
             .await?;
-        self.cors_cache.forget(&bucket.name);
-        self.bucket_cache.forget(&bucket.name);
-        if !outcome.written {
-            return Err(match outcome.record.and_then(|r| r.value) {
-                None => s3_error!(NoSuchBucket, "bucket {name} does not exist"),
-                Some(_) => s3_error!(
-                    OperationAborted,
-                    "bucket {name} changed while it was being deleted; retry"
-                ),
-            });
+        Ok(outcome
+            .written
+            .then(|| outcome.record.map(|r| r.ts))
+            .flatten())
+    }
+
+    /// Aborts every multipart upload of a bucket in progress; a Complete
+    /// that had decided is finished (its object then keeps the bucket).
+    async fn abort_bucket_uploads(&self, bucket: &BucketRecord) -> S3Result<()> {
+        let prefix = model::object_prefix(&bucket.id);
+        let end = model::prefix_end(&prefix);
+        let partition = model::bucket_partition(&bucket.id);
+        let mut start = prefix;
+        for _ in 0..MAX_SCAN_ROUNDS {
+            let page = self
+                .tables
+                .scan(Table::Uploads, partition, &start, &end, SCAN_BATCH)
+                .await?;
+            for record in &page.records {
+                let Some(seen) = SeenUpload::from_record(Some(record)) else {
+                    continue;
+                };
+                if matches!(seen.upload.state, UploadState::Completed(_)) {
+                    continue;
+                }
+                let aborted = self
+                    .abort_upload(bucket, &seen.upload.key, &seen.upload.upload_id)
+                    .await;
+                match aborted {
+                    Ok(()) => {}
+                    Err(e) if e.code() == &s3s::S3ErrorCode::NoSuchUpload => {}
+                    Err(e) => return Err(e),
+                }
+            }
+            match page.next {
+                Some(next) => start = next,
+                None => return Ok(()),
+            }
         }
-        Ok(())
+        Err(s3_error!(
+            ServiceUnavailable,
+            "bucket {} has too many uploads to abort at once; retry",
+            bucket.name
+        ))
+    }
+
+    /// After a write into `bucket` is durable: Ok if the bucket still
+    /// stands (the write is in it), NoSuchBucket if it was deleted (the
+    /// write is not reachable and must not be acknowledged). While a
+    /// DeleteBucket is deciding, waits for its outcome, bounded by its
+    /// lease; a deletion past its lease is cancelled, so it cannot remove
+    /// the bucket after this write was confirmed.
+    pub(crate) async fn confirm_bucket(&self, bucket: &BucketRecord) -> S3Result<()> {
+        let key = model::bucket_key(&bucket.name);
+        let gone = || {
+            s3_error!(
+                NoSuchBucket,
+                "bucket {} was deleted while this write was made",
+                bucket.name
+            )
+        };
+        let deadline = tokio::time::Instant::now() + BUCKET_DELETE_LEASE + BUCKET_DELETE_POLL * 20;
+        loop {
+            let read = self
+                .tables
+                .get(Table::Buckets, SYSTEM_PARTITION, &key)
+                .await?
+                .ok_or_else(gone)?;
+            let current = read
+                .value
+                .as_deref()
+                .and_then(model::decode::<BucketRecord>)
+                .filter(|b| b.id == bucket.id)
+                .ok_or_else(gone)?;
+            let Some(since) = current.deleting_since_ms else {
+                return Ok(());
+            };
+            if deletion_expired(since) {
+                let mut kept = current.clone();
+                kept.deleting_since_ms = None;
+                if self
+                    .write_bucket_if_unchanged(&kept, read.ts, Some(&kept))
+                    .await?
+                    .is_some()
+                {
+                    return Ok(());
+                }
+                continue;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return Err(s3_error!(
+                    ServiceUnavailable,
+                    "bucket {} is being deleted; retry",
+                    bucket.name
+                ));
+            }
+            tokio::time::sleep(BUCKET_DELETE_POLL).await;
+        }
     }
 
     async fn has_objects(&self, bucket: &BucketRecord) -> S3Result<bool> {

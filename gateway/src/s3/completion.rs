@@ -345,6 +345,7 @@ impl Inner {
                 return Err(e);
             }
         }
+        self.confirm_bucket(bucket).await?;
         self.free_replaced(&previous, version);
         self.forget_parts(bucket, &committing.upload.upload_id, &chunk_ids(version))
             .await?;

@@ -297,6 +297,13 @@ impl Inner {
                 _ if new.condition.is_some() => unreferenced(e),
                 _ => e,
             })?;
+        // A bucket deleted meanwhile holds a record nobody reaches.
+        self.confirm_bucket(bucket)
+            .await
+            .map_err(|e| match e.code() {
+                S3ErrorCode::NoSuchBucket => unreferenced(e),
+                _ => e,
+            })?;
         self.free_replaced(&previous, &version);
         Ok(version)
     }

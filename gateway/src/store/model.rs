@@ -49,6 +49,11 @@ pub struct BucketRecord {
     /// when `public_read`.
     #[serde(default)]
     pub acl: Option<Vec<AclGrant>>,
+    /// A DeleteBucket is checking the bucket is empty, since this wall-clock
+    /// time: writes that land meanwhile wait for its outcome (see
+    /// `s3::bucket`). Anyone may clear it after a lease.
+    #[serde(default)]
+    pub deleting_since_ms: Option<u64>,
 }
 
 /// A bucket's Public Access Block configuration, as S3 defines it.
