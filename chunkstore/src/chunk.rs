@@ -175,6 +175,17 @@ impl ChunkStore {
         blocking(move || list_ids(&dir, after, limit)).await
     }
 
+    /// The owner a chunk file's header names; None when there is no file.
+    pub async fn owner_of(&self, id: ChunkId) -> Result<Option<ChunkOwner>, ChunkError> {
+        let path = self.path(id);
+        blocking(move || match read_header(&path) {
+            Ok(header) => Ok(Some(header.owner)),
+            Err(ChunkError::NotFound) => Ok(None),
+            Err(e) => Err(e),
+        })
+        .await
+    }
+
     /// Moves a corrupt chunk file out of the way, into `chunks/corrupt/`,
     /// where it waits to be replaced by a good copy. Returns whether a
     /// file was moved.

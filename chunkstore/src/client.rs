@@ -18,12 +18,12 @@ use crate::chunk::QuarantinedChunk;
 use crate::layout::{Accept, Accepted, LayoutHistory, Prepare, Promise};
 use crate::layout_store::Fence;
 use crate::limits::{
-    CONNECT_TIMEOUT, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
+    CONNECT_TIMEOUT, DOOM_BATCH, MAX_CHUNK_SIZE, MAX_ERROR_BODY, MAX_ERROR_TEXT, MAX_META_RESPONSE,
     MAX_SCAN_LIMIT, POOL_IDLE_TIMEOUT, POOL_MAX_IDLE_PER_HOST, REQUEST_TIMEOUT,
 };
 use crate::wire::{
     self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalOutcome, ConditionalWrite,
-    GuardedWrite, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
+    DoomedChunk, GuardedWrite, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
 #[derive(Debug, thiserror::Error)]
@@ -239,6 +239,51 @@ impl NodeClient {
         };
         let answer = self.get(node, path, MAX_META_RESPONSE).await?;
         decode(node, expect_success(node, answer)?)
+    }
+
+    /// Puts chunk ids on `node`'s deletion queue, durably.
+    pub async fn doom_chunks(&self, node: SocketAddr, ids: &[ChunkId]) -> Result<(), ClientError> {
+        for batch in ids.chunks(DOOM_BATCH) {
+            let answer = self
+                .post(node, None, "/chunks/doomed".into(), &batch, MAX_ERROR_BODY)
+                .await?;
+            expect_success(node, answer)?;
+        }
+        Ok(())
+    }
+
+    /// Up to `limit` chunks on `node`'s deletion queue above `after`.
+    pub async fn doomed_chunks(
+        &self,
+        node: SocketAddr,
+        after: Option<ChunkId>,
+        limit: u32,
+    ) -> Result<Vec<DoomedChunk>, ClientError> {
+        let path = match after {
+            Some(id) => format!("/chunks/doomed?after={id}&limit={limit}"),
+            None => format!("/chunks/doomed?limit={limit}"),
+        };
+        let answer = self.get(node, path, MAX_META_RESPONSE).await?;
+        decode(node, expect_success(node, answer)?)
+    }
+
+    /// Takes chunk ids off `node`'s deletion queue (a record still lists them).
+    pub async fn forget_doomed(
+        &self,
+        node: SocketAddr,
+        ids: &[ChunkId],
+    ) -> Result<(), ClientError> {
+        let answer = self
+            .post(
+                node,
+                None,
+                "/chunks/doomed/forget".into(),
+                &ids,
+                MAX_ERROR_BODY,
+            )
+            .await?;
+        expect_success(node, answer)?;
+        Ok(())
     }
 
     /// The chunk files `node`'s scrubber found corrupt.

@@ -30,5 +30,5 @@ pub use server::{StorageConfig, StorageNode, WorkerPort};
 pub use sync::ReplicationConfig;
 pub use wire::{
     CasOutcome, CasRequest, ChunkId, ChunkOwner, Condition, ConditionalOutcome, ConditionalWrite,
-    Expect, GuardedWrite, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table,
+    DoomedChunk, Expect, GuardedWrite, LayoutSnapshot, ListedChunk, NodeStatus, Record, Table,
 };

@@ -101,3 +101,10 @@ pub const READY_CACHE: Duration = Duration::from_secs(2);
 
 /// File in the data dir that the readiness check writes, fsyncs and removes.
 pub const READY_PROBE_FILE: &str = ".ready-probe";
+
+/// Largest body of `POST /chunks/doomed` (and `/forget`): about 240,000
+/// chunk ids; callers send more in several requests.
+pub const MAX_DOOM_BODY: u64 = 4 * 1024 * 1024;
+
+/// Chunk ids a caller sends in one `POST /chunks/doomed`.
+pub const DOOM_BATCH: usize = 100_000;

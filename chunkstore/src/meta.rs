@@ -7,7 +7,7 @@ use anyhow::Context;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 
 use crate::merge;
-use crate::wire::{CasOutcome, CasRequest, Record, Table};
+use crate::wire::{CasOutcome, CasRequest, ChunkId, Record, Table};
 
 /// A stored value: (ts, value); `None` is a tombstone.
 type Stored = (u64, Option<Vec<u8>>);
@@ -15,6 +15,10 @@ type Stored = (u64, Option<Vec<u8>>);
 pub struct MetaStore {
     db: Database,
 }
+
+/// This node's queue of chunk files to delete once no record lists them
+/// (chunk id -> when it was queued, ms): local, not replicated.
+const DOOMED: TableDefinition<'static, &'static [u8], u64> = TableDefinition::new("doomed_chunks");
 
 fn definition(table: Table) -> TableDefinition<'static, &'static [u8], &'static [u8]> {
     TableDefinition::new(table.name())
@@ -66,8 +70,66 @@ impl MetaStore {
         for table in Table::ALL {
             txn.open_table(definition(table))?;
         }
+        txn.open_table(DOOMED)?;
         txn.commit()?;
         Ok(MetaStore { db })
+    }
+
+    /// Queues chunk files for deletion, durably (an id queued already keeps
+    /// its first time).
+    pub fn doom(&self, ids: &[ChunkId], now_ms: u64) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(DOOMED)?;
+            for id in ids {
+                if t.get(&id.0[..])?.is_none() {
+                    t.insert(&id.0[..], now_ms)?;
+                }
+            }
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Up to `limit` queued chunk ids above `after`, with when each was queued.
+    pub fn doomed(
+        &self,
+        after: Option<ChunkId>,
+        limit: usize,
+    ) -> anyhow::Result<Vec<(ChunkId, u64)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(DOOMED)?;
+        let start = after.map(|id| id.0);
+        let lower = match &start {
+            Some(id) => Bound::Excluded(&id[..]),
+            None => Bound::Unbounded,
+        };
+        let mut out = Vec::new();
+        for entry in t.range::<&[u8]>((lower, Bound::Unbounded))? {
+            if out.len() >= limit {
+                break;
+            }
+            let (k, v) = entry?;
+            let id: [u8; 16] = k
+                .value()
+                .try_into()
+                .context("a queued chunk id is not 16 bytes")?;
+            out.push((ChunkId(id), v.value()));
+        }
+        Ok(out)
+    }
+
+    /// Takes chunk ids off the deletion queue (deleted, or found listed).
+    pub fn undoom(&self, ids: &[ChunkId]) -> anyhow::Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(DOOMED)?;
+            for id in ids {
+                t.remove(&id.0[..])?;
+            }
+        }
+        txn.commit()?;
+        Ok(())
     }
 
     /// Merges records in one durable transaction; returns how many changed.
@@ -249,6 +311,26 @@ mod tests {
             ts,
             value: value.map(|v| v.as_bytes().to_vec()),
         }
+    }
+
+    #[test]
+    fn the_deletion_queue_is_durable_ordered_and_keeps_the_first_time() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("meta.redb");
+        let (a, b, c) = (ChunkId([1; 16]), ChunkId([2; 16]), ChunkId([3; 16]));
+        {
+            let store = MetaStore::open(&path).unwrap();
+            store.doom(&[c, a], 10).unwrap();
+            store.doom(&[a, b], 20).unwrap();
+        }
+        let store = MetaStore::open(&path).unwrap();
+        assert_eq!(
+            store.doomed(None, 10).unwrap(),
+            vec![(a, 10), (b, 20), (c, 10)]
+        );
+        assert_eq!(store.doomed(Some(a), 1).unwrap(), vec![(b, 20)]);
+        store.undoom(&[b]).unwrap();
+        assert_eq!(store.doomed(None, 10).unwrap(), vec![(a, 10), (c, 10)]);
     }
 
     #[test]

@@ -10,6 +10,9 @@
 //! | `DELETE /chunks/{id}?older_than=SECS` | 204 removed; 200 kept (absent, or written less than SECS ago) |
 //! | `GET /chunks/quarantine` | 200 postcard `Vec<`[`crate::chunk::QuarantinedChunk`]`>`: files the scrubber found corrupt |
 //! | `DELETE /chunks/quarantine/{id}` | 204; the quarantined file is gone (a good copy is back) |
+//! | `POST /chunks/doomed` body postcard `Vec<ChunkId>` | 204 once the ids are on the node's deletion queue (durable) |
+//! | `GET /chunks/doomed?after=<id>&limit=N` | 200 postcard `Vec<`[`DoomedChunk`]`>`: queued chunks, with their owners |
+//! | `POST /chunks/doomed/forget` body postcard `Vec<ChunkId>` | 204; the ids are off the queue (still listed by a record) |
 //! | `GET /chunks?after=<id>&limit=N` | 200 postcard `Vec<`[`ListedChunk`]`>` in id order (for the garbage collector) |
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/{table}/cas` body postcard [`ConditionalWrite`] | 200 postcard [`ConditionalOutcome`]; only on the partition's primary (see [`crate::primary`]) |
@@ -67,9 +70,9 @@ use crate::clock::ClusterClock;
 use crate::layout::{Accept, LayoutHistory, Prepare};
 use crate::layout_store::{Fence, LayoutStore, is_reserved};
 use crate::limits::{
-    ACCEPT_ERROR_PAUSE, MAX_CHUNK_LIST, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_EMPTY_BODY,
-    MAX_META_BODY, MAX_RECORD_AHEAD, MAX_SCAN_BYTES, MAX_SCAN_LIMIT, SERVER_HEADER_TIMEOUT,
-    SHUTDOWN_GRACE,
+    ACCEPT_ERROR_PAUSE, MAX_CHUNK_LIST, MAX_CHUNK_SIZE, MAX_CONNECTIONS, MAX_DOOM_BODY,
+    MAX_EMPTY_BODY, MAX_META_BODY, MAX_RECORD_AHEAD, MAX_SCAN_BYTES, MAX_SCAN_LIMIT,
+    SERVER_HEADER_TIMEOUT, SHUTDOWN_GRACE,
 };
 use crate::meta::MetaStore;
 use crate::metrics::StorageMetrics;
@@ -78,7 +81,7 @@ use crate::primary::{Primary, Refusal};
 use crate::scrub::ScrubConfig;
 use crate::sync::ReplicationConfig;
 use crate::wire::{
-    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, GuardedWrite,
+    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, DoomedChunk, GuardedWrite,
     LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
@@ -533,6 +536,9 @@ enum Route {
     ListChunks,
     ListQuarantined,
     ReleaseQuarantined(ChunkId),
+    Doom,
+    ListDoomed,
+    ForgetDoomed,
     MetaMerge(Table),
     MetaCas(Table),
     MetaGuarded(Table),
@@ -551,6 +557,7 @@ impl Route {
     fn body_limit(&self) -> u64 {
         match self {
             Route::PutChunk(_) => MAX_CHUNK_SIZE,
+            Route::Doom | Route::ForgetDoomed => MAX_DOOM_BODY,
             Route::MetaMerge(_)
             | Route::MetaCas(_)
             | Route::MetaGuarded(_)
@@ -578,6 +585,11 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
             Ok(Route::ReleaseQuarantined(id))
         }
         ["chunks", "quarantine", _] => Err(bad_method()),
+        ["chunks", "doomed"] if method == Method::GET => Ok(Route::ListDoomed),
+        ["chunks", "doomed"] if method == Method::POST => Ok(Route::Doom),
+        ["chunks", "doomed"] => Err(bad_method()),
+        ["chunks", "doomed", "forget"] if method == Method::POST => Ok(Route::ForgetDoomed),
+        ["chunks", "doomed", _] => Err(bad_method()),
         ["chunks", id] => {
             let id: ChunkId = id
                 .parse()
@@ -900,6 +912,60 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 .map_err(chunk_error)?;
             Ok(postcard_body(&listed))
         }
+        Route::Doom | Route::ForgetDoomed => {
+            let ids: Vec<ChunkId> = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad chunk ids: {e}")))?;
+            let meta = state.meta.clone();
+            let doom = matches!(route, Route::Doom);
+            blocking_meta(move || {
+                if doom {
+                    meta.doom(&ids, wall_ms())
+                } else {
+                    meta.undoom(&ids)
+                }
+            })
+            .await?;
+            Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::ListDoomed => {
+            let after = match query.get("after") {
+                Some(a) => Some(
+                    a.parse::<ChunkId>()
+                        .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad after"))?,
+                ),
+                None => None,
+            };
+            let limit = match query.get("limit") {
+                Some(l) => l
+                    .parse::<u32>()
+                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
+                None => MAX_CHUNK_LIST,
+            }
+            .min(MAX_CHUNK_LIST) as usize;
+            let meta = state.meta.clone();
+            let queued = blocking_meta(move || meta.doomed(after, limit)).await?;
+            let now_ms = wall_ms();
+            let mut listed = Vec::with_capacity(queued.len());
+            let mut gone = Vec::new();
+            for (id, queued_ms) in queued {
+                match state.chunks.owner_of(id).await {
+                    Ok(Some(owner)) => listed.push(DoomedChunk {
+                        id,
+                        owner,
+                        queued_secs: now_ms.saturating_sub(queued_ms) / 1000,
+                    }),
+                    // Deleted already: nothing left to do for it.
+                    Ok(None) => gone.push(id),
+                    // An unreadable header: the scrubber's business.
+                    Err(e) => tracing::debug!(chunk = %id, error = %e, "queued chunk unreadable"),
+                }
+            }
+            if !gone.is_empty() {
+                let meta = state.meta.clone();
+                blocking_meta(move || meta.undoom(&gone)).await?;
+            }
+            Ok(postcard_body(&listed))
+        }
         Route::ListQuarantined => {
             let quarantined = state.chunks.quarantined().await.map_err(chunk_error)?;
             Ok(postcard_body(&quarantined))
@@ -1145,4 +1211,12 @@ impl Query {
             })
             .transpose()
     }
+}
+
+/// Milliseconds since the epoch by this node's clock.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }

@@ -51,6 +51,16 @@ pub struct ListedChunk {
     pub age_secs: u64,
 }
 
+/// A chunk file on a node's deletion queue (`GET /chunks/doomed`): deleted
+/// by the garbage collector once no record lists it on that node.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoomedChunk {
+    pub id: ChunkId,
+    pub owner: ChunkOwner,
+    /// Seconds since it was queued, by the node's clock.
+    pub queued_secs: u64,
+}
+
 /// The metadata tables a storage node keeps. Every table is a sorted map of
 /// byte keys to [`Record`]s, merged as [`crate::merge`] says (last writer
 /// wins, except object records).

@@ -188,6 +188,12 @@ pub const GC_SETTLE: Duration = Duration::from_secs(30 * 60);
 /// Chunk files asked of a node per listing request.
 pub const GC_LIST_PAGE: usize = 1_000;
 
+/// Time between two drains of the storage nodes' deletion queues.
+pub const GC_DRAIN_INTERVAL: Duration = Duration::from_secs(2);
+
+/// Pages of a node's deletion queue one drain takes, at most.
+pub const GC_DRAIN_PAGES: usize = 20;
+
 /// Fewest active storage nodes a cluster keeps: a node is drained (by an
 /// operator or after the dead-node timeout) only if this many stay.
 pub const MIN_ACTIVE_NODES: usize = REPLICAS;

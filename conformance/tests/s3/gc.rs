@@ -24,6 +24,7 @@ fn collecting(grace: Duration) -> BackgroundConfig {
             pass_pause: Duration::from_millis(50),
             chunks_per_pass: 7,
             settle: Duration::ZERO,
+            drain_interval: Duration::from_millis(200),
         },
         ..BackgroundConfig::default()
     }
@@ -208,6 +209,69 @@ async fn no_sweep_runs_until_the_partition_placement_has_settled() {
         assert_eq!(report.last_complete_ms, None, "{report:#?}");
         assert_eq!(report.chunks_deleted, 0);
         assert!(chunk_files(&c.node_dir(0)).contains(&orphan.to_string()));
+        c.stop().await;
+    })
+    .await;
+}
+
+/// The deletion queue deletes a queued chunk only if no record lists it on
+/// its node: a delete queued by mistake for a live object's chunks (or by a
+/// retried request for chunks another version still names) deletes
+/// nothing, while an unlisted chunk goes at once, with no grace period.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn queued_deletes_spare_every_chunk_a_record_lists() {
+    bounded(Duration::from_secs(120), async {
+        // A grace so long that only the queue can delete anything here.
+        let c = TestCluster::start_with_background(
+            3,
+            CHUNK,
+            collecting(Duration::from_secs(24 * 3600)),
+        )
+        .await;
+        c.create_bucket("queued").await;
+        let body = data(3 * CHUNK + 10, 5);
+        c.put("queued", "live", body.clone()).await;
+        let owner = owner_of_stored_chunks(&c).await;
+        let client = internal_client(&c);
+        let addr = node_addr(&c, 0);
+        let live: Vec<ChunkId> = client
+            .list_chunks(addr, None, 100)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(live.len(), 4);
+        let orphan = plant_orphan(&c, &owner).await;
+        let mut doomed = live.clone();
+        doomed.push(orphan);
+        client.doom_chunks(addr, &doomed).await.unwrap();
+        assert_eq!(
+            client.doomed_chunks(addr, None, 100).await.unwrap().len(),
+            5
+        );
+
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        loop {
+            let queued = client.doomed_chunks(addr, None, 100).await.unwrap();
+            if queued.is_empty() {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the queue still holds {queued:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let left: HashSet<String> = chunk_files(&c.node_dir(0)).into_iter().collect();
+        assert!(
+            !left.contains(&orphan.to_string()),
+            "the orphan was deleted"
+        );
+        for id in &live {
+            assert!(left.contains(&id.to_string()), "listed chunk {id} kept");
+        }
+        assert_eq!(c.get("queued", "live").await, body);
         c.stop().await;
     })
     .await;

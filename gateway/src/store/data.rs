@@ -205,22 +205,31 @@ impl DataPath {
         })
     }
 
-    /// Deletes chunks in the background, best effort. Copies that cannot be
-    /// reached now stay as orphans for the garbage collector.
+    /// Frees chunks nothing should list any more: each copy goes on its
+    /// node's deletion queue (durable), which the garbage collector drains,
+    /// deleting a copy only once no record lists it there. So a chunk that
+    /// another version, part or record still names is never deleted, and a
+    /// crash of this gateway after queueing loses no delete. Sent in the
+    /// background; a queue a node misses leaves an orphan for the sweep.
     pub fn delete_chunks(&self, chunks: Vec<ChunkRef>) {
         if chunks.is_empty() {
             return;
         }
+        let mut by_node: std::collections::BTreeMap<String, Vec<chunkstore::ChunkId>> =
+            std::collections::BTreeMap::new();
+        for chunk in chunks {
+            for node in chunk.nodes {
+                by_node.entry(node).or_default().push(chunk.id);
+            }
+        }
         let cluster = self.cluster.clone();
         tokio::spawn(async move {
-            for chunk in chunks {
-                for node in &chunk.nodes {
-                    let Some(addr) = cluster.addr_of(node) else {
-                        continue;
-                    };
-                    if let Err(e) = cluster.client().delete_chunk(addr, chunk.id).await {
-                        tracing::debug!(node = %node, chunk = %chunk.id, error = %e, "chunk delete failed");
-                    }
+            for (node, ids) in by_node {
+                let Some(addr) = cluster.addr_of(&node) else {
+                    continue;
+                };
+                if let Err(e) = cluster.client().doom_chunks(addr, &ids).await {
+                    tracing::debug!(%node, chunks = ids.len(), error = %e, "queueing chunk deletes failed");
                 }
             }
         });

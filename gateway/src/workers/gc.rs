@@ -1,9 +1,13 @@
 //! The garbage collector: deletes chunk files that no record lists.
 //!
-//! Deletes of replaced and deleted versions, aborted uploads and dropped
-//! repair copies are sent at once, best effort; what they miss (a node was
-//! down, the gateway stopped) and the chunks of writes that never got their
-//! record (a failed or abandoned PUT) are found here. The sweeper walks every
+//! Chunks of replaced and deleted versions, aborted uploads and failed
+//! writes go on their nodes' deletion queues (durable, on the storage
+//! nodes); [`drain`] empties them every few seconds, deleting a copy only if
+//! no record lists it on that node (the same check as the sweep's), so a
+//! chunk that another version or part still names is kept whatever asked
+//! for its deletion. What the queues miss (a node was down, the gateway
+//! stopped before queueing) and the chunks of writes that never got their
+//! record (an abandoned PUT) are found by the sweep. The sweeper walks every
 //! live node's chunk files in id order; each file's header names its owner
 //! (bucket id, key, version or upload id), so the records to ask are known:
 //! the upload's part records first, then the object record (a completing
@@ -29,7 +33,8 @@ use chunkstore::{ChunkId, ChunkOwner, ListedChunk, Table};
 use serde::{Deserialize, Serialize};
 
 use crate::limits::{
-    GC_CHUNKS_PER_PASS, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE, GC_PASS_PAUSE, GC_SETTLE,
+    GC_CHUNKS_PER_PASS, GC_DRAIN_INTERVAL, GC_DRAIN_PAGES, GC_GRACE, GC_INTERVAL, GC_LIST_PAGE,
+    GC_PASS_PAUSE, GC_SETTLE,
 };
 use crate::store::cluster::Cluster;
 use crate::store::hlc::wall_ms;
@@ -50,6 +55,8 @@ pub struct GcConfig {
     /// How long the partition placement must stay unchanged before a sweep
     /// (see [`Collector::settled`]).
     pub settle: Duration,
+    /// Time between two drains of the storage nodes' deletion queues.
+    pub drain_interval: Duration,
 }
 
 impl Default for GcConfig {
@@ -60,6 +67,7 @@ impl Default for GcConfig {
             pass_pause: GC_PASS_PAUSE,
             chunks_per_pass: GC_CHUNKS_PER_PASS,
             settle: GC_SETTLE,
+            drain_interval: GC_DRAIN_INTERVAL,
         }
     }
 }
@@ -363,6 +371,98 @@ pub(crate) async fn listed_copies(
 
 fn s3_text(e: s3s::S3Error) -> String {
     e.message().unwrap_or("metadata read failed").to_string()
+}
+
+/// Drains every live storage node's deletion queue while `leads` says this
+/// node leads, every `interval`, at most [`GC_DRAIN_PAGES`] pages per node
+/// and round; until the task is dropped.
+pub(crate) async fn drain(
+    tables: Tables,
+    cluster: Arc<Cluster>,
+    interval: Duration,
+    leads: impl Fn() -> bool,
+) {
+    loop {
+        tokio::time::sleep(interval).await;
+        if !leads() || cluster.layout().epoch() == 0 {
+            continue;
+        }
+        for node in cluster.live_storage() {
+            let mut after = None;
+            for _ in 0..GC_DRAIN_PAGES {
+                let page = match cluster
+                    .client()
+                    .doomed_chunks(node.addr, after, GC_LIST_PAGE as u32)
+                    .await
+                {
+                    Ok(page) => page,
+                    Err(e) => {
+                        tracing::debug!(node = %node.id, error = %e, "gc: deletion queue unreadable");
+                        break;
+                    }
+                };
+                let full = page.len() >= GC_LIST_PAGE;
+                after = page.last().map(|c| c.id);
+                drain_page(&tables, &cluster, &node.id, node.addr, page).await;
+                if !full {
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Deletes the queued chunks of one page that no record lists on `node`
+/// and takes the listed ones off the queue; chunks whose records cannot be
+/// read stay queued.
+async fn drain_page(
+    tables: &Tables,
+    cluster: &Cluster,
+    node: &str,
+    addr: std::net::SocketAddr,
+    page: Vec<chunkstore::DoomedChunk>,
+) {
+    let mut by_owner: BTreeMap<(String, String, String), Vec<ChunkId>> = BTreeMap::new();
+    for chunk in page {
+        let owner = chunk.owner;
+        by_owner
+            .entry((owner.bucket_id, owner.key, owner.version))
+            .or_default()
+            .push(chunk.id);
+    }
+    let mut still_listed = Vec::new();
+    for ((bucket_id, key, version), ids) in by_owner {
+        let owner = ChunkOwner {
+            bucket_id,
+            key,
+            version,
+        };
+        let listed = match listed_copies(tables, &owner).await {
+            Ok(listed) => listed,
+            Err(e) => {
+                tracing::debug!(key = %owner.key, error = %e, "gc: owner's records unreadable; queued chunks kept");
+                continue;
+            }
+        };
+        for id in ids {
+            if listed.contains(&(id, node.to_string())) {
+                still_listed.push(id);
+                continue;
+            }
+            match cluster.client().delete_chunk(addr, id).await {
+                Ok(()) => tracing::debug!(%node, chunk = %id, "gc: deleted a queued chunk"),
+                Err(e) => {
+                    tracing::debug!(%node, chunk = %id, error = %e, "gc: queued delete failed")
+                }
+            }
+        }
+    }
+    if !still_listed.is_empty() {
+        tracing::info!(%node, chunks = still_listed.len(), "gc: queued chunks a record still lists are kept");
+        if let Err(e) = cluster.client().forget_doomed(addr, &still_listed).await {
+            tracing::debug!(%node, error = %e, "gc: cannot take kept chunks off the queue");
+        }
+    }
 }
 
 /// Runs sweeps while `leads` says this node leads, until the task is dropped.

@@ -262,6 +262,13 @@ pub fn start(
         config.heal_interval,
         metrics.healed.clone(),
     )));
+    let drain_leader = leader.clone();
+    tasks.push(tokio::spawn(crate::workers::gc::drain(
+        tables.clone(),
+        cluster.clone(),
+        config.gc.drain_interval,
+        move || drain_leader.leads(),
+    )));
     let collector = Collector::new(tables, cluster, config.gc, gc.clone());
     let gc_leader = leader.clone();
     tasks.push(tokio::spawn(crate::workers::gc::run(
