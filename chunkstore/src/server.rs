@@ -891,25 +891,9 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             Ok(postcard_body(&answer))
         }
         Route::ListChunks => {
-            let after = match query.get("after") {
-                Some(a) => Some(
-                    a.parse::<ChunkId>()
-                        .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad after"))?,
-                ),
-                None => None,
-            };
-            let limit = match query.get("limit") {
-                Some(l) => l
-                    .parse::<u32>()
-                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
-                None => MAX_CHUNK_LIST,
-            }
-            .min(MAX_CHUNK_LIST);
-            let listed: Vec<ListedChunk> = state
-                .chunks
-                .list(after, limit as usize)
-                .await
-                .map_err(chunk_error)?;
+            let (after, limit) = chunk_page(&query)?;
+            let listed: Vec<ListedChunk> =
+                state.chunks.list(after, limit).await.map_err(chunk_error)?;
             Ok(postcard_body(&listed))
         }
         Route::Doom | Route::ForgetDoomed => {
@@ -928,20 +912,7 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             Ok(empty(StatusCode::NO_CONTENT))
         }
         Route::ListDoomed => {
-            let after = match query.get("after") {
-                Some(a) => Some(
-                    a.parse::<ChunkId>()
-                        .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad after"))?,
-                ),
-                None => None,
-            };
-            let limit = match query.get("limit") {
-                Some(l) => l
-                    .parse::<u32>()
-                    .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
-                None => MAX_CHUNK_LIST,
-            }
-            .min(MAX_CHUNK_LIST) as usize;
+            let (after, limit) = chunk_page(&query)?;
             let meta = state.meta.clone();
             let queued = blocking_meta(move || meta.doomed(after, limit)).await?;
             let now_ms = wall_ms();
@@ -1211,6 +1182,25 @@ impl Query {
             })
             .transpose()
     }
+}
+
+/// `after` and `limit` of a chunk listing (`GET /chunks`, `/chunks/doomed`).
+fn chunk_page(query: &Query) -> Result<(Option<ChunkId>, usize), Reject> {
+    let after = match query.get("after") {
+        Some(a) => Some(
+            a.parse::<ChunkId>()
+                .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad after"))?,
+        ),
+        None => None,
+    };
+    let limit = match query.get("limit") {
+        Some(l) => l
+            .parse::<u32>()
+            .map_err(|_| reject(StatusCode::BAD_REQUEST, "bad limit"))?,
+        None => MAX_CHUNK_LIST,
+    }
+    .min(MAX_CHUNK_LIST);
+    Ok((after, limit as usize))
 }
 
 /// Milliseconds since the epoch by this node's clock.

@@ -1,0 +1,533 @@
+#!/usr/bin/env python3
+"""The fault suite: what was acknowledged must read back, whatever happens.
+
+Starts a local multi-process cluster with deploy/local-cluster.sh (5
+`flexdrive storage` and 2 `flexdrive gateway` processes on loopback) and
+runs these cases against it with boto3, each bounded in time:
+
+  multipart-race      rounds of CompleteMultipartUpload, AbortMultipartUpload
+                      and Complete again (an SDK retry) of one upload at the
+                      same moment, every third round with a re-upload of
+                      part 1 meanwhile: exactly one of Complete and Abort may
+                      win, the loser answers NoSuchUpload, a completed object
+                      reads back whole.
+  delete-bucket-race  DeleteBucket racing PUTs into the bucket and an open
+                      multipart upload: either the bucket is deleted and no
+                      PUT was acknowledged, or it stays (BucketNotEmpty) and
+                      every acknowledged PUT reads back.
+  crashes             writers PUT objects through both gateways while storage
+                      nodes are killed (kill -9, restarted), stopped
+                      (SIGSTOP, SIGCONT after a few seconds), and chunk files
+                      are corrupted or deleted on live nodes.
+  restored-backup     a storage node is restarted from an older copy of its
+                      data directory (a restored backup) after more objects
+                      were written.
+
+At the end of each case every acknowledged write is read back through both
+gateways and compared (sha256). The report prints, per case, how often each
+fault was injected, the writes acknowledged, and how many of them were lost
+(missing or unreadable) or corrupt (different bytes): the goal is zero. Exits
+1 if anything was lost or corrupt or a race had other than one winner.
+
+Run (the binary must exist: `cargo build --release --bin flexdrive`, or set
+FLEXDRIVE_BIN / --bin):
+
+    conformance/faults.py
+    conformance/faults.py --rounds 10 --crash-seconds 20 --keep
+
+Every wait is bounded, every process started is stopped (also on failure or
+Ctrl-C); the cluster dir is kept on failure or with --keep.
+"""
+
+import argparse
+import hashlib
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+
+import boto3
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from transitions import free_port_block
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+LOCAL_CLUSTER = os.path.join(REPO, "deploy", "local-cluster.sh")
+REGION = "us-east-1"
+STORAGE_NODES = 5
+GATEWAYS = 2
+
+START_TIMEOUT = 180  # one local-cluster.sh start
+STOP_TIMEOUT = 60  # local-cluster.sh stop
+READY_WAIT = 60  # until a bucket can be created
+STOPPED_SECONDS = 4  # how long a SIGSTOPped node stays stopped
+KILLED_SECONDS = 3  # how long a killed node stays down before its restart
+MIB = 1024 * 1024
+
+
+def log(message):
+    print(f"# [{time.strftime('%H:%M:%S')}] {message}", flush=True)
+
+
+def sha(data):
+    return hashlib.sha256(data).hexdigest()
+
+
+def code_of(error):
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code", "?")
+    return type(error).__name__
+
+
+class Cluster:
+    def __init__(self, binary, directory, base_port):
+        self.binary = binary
+        self.dir = directory
+        self.base_port = base_port
+        self.env = dict(os.environ, FLEXDRIVE_BIN=binary)
+
+    def script(self, *args, timeout=START_TIMEOUT):
+        command = [LOCAL_CLUSTER, *args, "--dir", self.dir, "--base-port", str(self.base_port)]
+        return subprocess.run(command, env=self.env, capture_output=True, text=True, timeout=timeout)
+
+    def start(self):
+        done = self.script("start", "--storage", str(STORAGE_NODES), "--gateways", str(GATEWAYS))
+        if done.returncode != 0:
+            raise RuntimeError(f"local-cluster.sh start failed: {done.stdout}{done.stderr}")
+        self.settings = {}
+        with open(os.path.join(self.dir, "cluster.env")) as f:
+            for line in f:
+                if "=" in line and not line.startswith("#"):
+                    name, value = line.strip().split("=", 1)
+                    self.settings[name] = value
+
+    def stop(self):
+        try:
+            self.script("stop", timeout=STOP_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            log("local-cluster.sh stop timed out")
+
+    def client(self, gateway):
+        port = self.base_port + gateway - 1
+        return boto3.client(
+            "s3",
+            endpoint_url=f"http://127.0.0.1:{port}",
+            aws_access_key_id=self.settings["FLEXDRIVE_ROOT_ACCESS_KEY"],
+            aws_secret_access_key=self.settings["FLEXDRIVE_ROOT_SECRET_KEY"],
+            region_name=REGION,
+            config=Config(
+                retries={"max_attempts": 1},
+                connect_timeout=5,
+                read_timeout=60,
+                max_pool_connections=32,
+                s3={"addressing_style": "path"},
+            ),
+        )
+
+    def pid(self, name):
+        try:
+            with open(os.path.join(self.dir, "pids", f"{name}.pid")) as f:
+                pid = int(f.read().strip())
+            os.kill(pid, 0)
+            return pid
+        except (OSError, ValueError):
+            return None
+
+    def storage_dir(self, index):
+        return os.path.join(self.dir, f"storage-{index}")
+
+    def chunk_files(self, index):
+        root = os.path.join(self.storage_dir(index), "chunks")
+        found = []
+        if not os.path.isdir(root):
+            return found
+        for prefix in os.listdir(root):
+            if len(prefix) != 2:
+                continue
+            sub = os.path.join(root, prefix)
+            found.extend(os.path.join(sub, name) for name in os.listdir(sub))
+        return found
+
+    def wait_writable(self, client, bucket):
+        deadline = time.time() + READY_WAIT
+        while True:
+            try:
+                client.create_bucket(Bucket=bucket)
+                return
+            except (ClientError, BotoCoreError) as e:
+                if code_of(e) in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                    return
+                if time.time() > deadline:
+                    raise RuntimeError(f"cannot create bucket {bucket}: {e}")
+                time.sleep(0.5)
+
+
+class Case:
+    def __init__(self, name):
+        self.name = name
+        self.faults = {}
+        self.acknowledged = 0
+        self.lost = []
+        self.corrupt = []
+        self.broken = []  # races with other than one winner
+        self.notes = []
+
+    def fault(self, kind):
+        self.faults[kind] = self.faults.get(kind, 0) + 1
+
+    @property
+    def failed(self):
+        return bool(self.lost or self.corrupt or self.broken)
+
+
+def read_back(cluster, case, bucket, expected):
+    """Reads every acknowledged object through both gateways."""
+    clients = [cluster.client(g) for g in range(1, GATEWAYS + 1)]
+    for key, digest in sorted(expected.items()):
+        for gateway, client in enumerate(clients, 1):
+            try:
+                body = client.get_object(Bucket=bucket, Key=key)["Body"].read()
+            except (ClientError, BotoCoreError) as e:
+                case.lost.append(f"{bucket}/{key} via gateway {gateway}: {code_of(e)}")
+                break
+            if sha(body) != digest:
+                case.corrupt.append(f"{bucket}/{key} via gateway {gateway}")
+                break
+
+
+def multipart_race(cluster, rounds):
+    case = Case("multipart-race")
+    bucket = "faults-multipart"
+    s3 = cluster.client(1)
+    cluster.wait_writable(s3, bucket)
+    other = cluster.client(2)
+    first, second, other_first = os.urandom(5 * MIB), os.urandom(1024), os.urandom(5 * MIB)
+    expected = {}
+    outcomes = {"completed": 0, "aborted": 0}
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        for round_number in range(rounds):
+            key = f"race-{round_number}"
+            upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+            parts = []
+            for number, body in ((1, first), (2, second)):
+                etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body)["ETag"]
+                parts.append({"PartNumber": number, "ETag": etag})
+
+            def attempt(call):
+                try:
+                    call()
+                    return "ok"
+                except (ClientError, BotoCoreError) as e:
+                    return code_of(e)
+
+            complete = lambda client: attempt(  # noqa: E731
+                lambda: client.complete_multipart_upload(
+                    Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": parts}
+                )
+            )
+            futures = [
+                pool.submit(complete, s3),
+                pool.submit(attempt, lambda: other.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)),
+                pool.submit(complete, other),
+            ]
+            if round_number % 3 == 0:
+                case.fault("part re-upload")
+                futures.append(
+                    pool.submit(
+                        attempt,
+                        lambda: s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=other_first),
+                    )
+                )
+            answers = [f.result() for f in futures]
+            case.fault("complete/abort/complete")
+            completes = [a for a in (answers[0], answers[2]) if a == "ok"]
+            aborted = answers[1] == "ok"
+            summary = f"round {round_number}: complete {answers[0]}/{answers[2]}, abort {answers[1]}"
+            if len(answers) > 3:
+                summary += f", re-upload {answers[3]}"
+            if completes and aborted:
+                case.broken.append(f"{summary}: both won")
+            elif not completes and not aborted:
+                case.broken.append(f"{summary}: neither won")
+            elif completes:
+                outcomes["completed"] += 1
+                case.acknowledged += 1
+                expected[key] = sha(first + second)
+                if answers[1] != "NoSuchUpload":
+                    case.broken.append(f"{summary}: the losing abort did not answer NoSuchUpload")
+            else:
+                outcomes["aborted"] += 1
+                for answer in (answers[0], answers[2]):
+                    if answer not in ("NoSuchUpload", "InvalidPart"):
+                        case.broken.append(f"{summary}: a losing complete answered {answer}")
+    read_back(cluster, case, bucket, expected)
+    case.notes.append(f"{outcomes['completed']} rounds completed, {outcomes['aborted']} aborted")
+    return case
+
+
+def delete_bucket_race(cluster, rounds):
+    case = Case("delete-bucket-race")
+    s3, other = cluster.client(1), cluster.client(2)
+    kept_buckets = {}
+    outcomes = {"deleted": 0, "kept": 0}
+    with ThreadPoolExecutor(max_workers=6) as pool:
+        for round_number in range(rounds):
+            bucket = f"faults-delete-{round_number}"
+            cluster.wait_writable(s3, bucket)
+            upload = s3.create_multipart_upload(Bucket=bucket, Key="upload")["UploadId"]
+            s3.upload_part(Bucket=bucket, Key="upload", UploadId=upload, PartNumber=1, Body=os.urandom(1000))
+            bodies = {f"k{i}": os.urandom(random.randint(1, 64) * 1024) for i in range(4)}
+
+            def put(client, key, delay):
+                time.sleep(delay)
+                try:
+                    client.put_object(Bucket=bucket, Key=key, Body=bodies[key])
+                    return key, "ok"
+                except (ClientError, BotoCoreError) as e:
+                    return key, code_of(e)
+
+            def delete():
+                try:
+                    other.delete_bucket(Bucket=bucket)
+                    return "ok"
+                except (ClientError, BotoCoreError) as e:
+                    return code_of(e)
+
+            deleting = pool.submit(delete)
+            puts = [
+                pool.submit(put, s3 if i % 2 else other, key, (round_number % 6) * 0.006 + i * 0.002)
+                for i, key in enumerate(bodies)
+            ]
+            case.fault("DeleteBucket vs 4 PUTs and an upload")
+            verdict = deleting.result()
+            answers = dict(f.result() for f in puts)
+            acked = [k for k, a in answers.items() if a == "ok"]
+            case.acknowledged += len(acked)
+            summary = f"round {round_number}: delete {verdict}, puts {answers}"
+            if verdict == "ok":
+                outcomes["deleted"] += 1
+                for key in acked:
+                    case.lost.append(f"{bucket}/{key}: acknowledged into a bucket that was deleted ({summary})")
+            else:
+                outcomes["kept"] += 1
+                kept_buckets[bucket] = {k: sha(bodies[k]) for k in acked}
+    for bucket, expected in kept_buckets.items():
+        read_back(cluster, case, bucket, expected)
+    case.notes.append(f"{outcomes['deleted']} buckets deleted, {outcomes['kept']} kept")
+    return case
+
+
+def crashes(cluster, seconds, writers):
+    case = Case("crashes")
+    bucket = "faults-crashes"
+    cluster.wait_writable(cluster.client(1), bucket)
+    expected = {}
+    lock = threading.Lock()
+    stop = threading.Event()
+    failures = {}
+
+    def writer(number):
+        client = cluster.client(1 + number % GATEWAYS)
+        sequence = 0
+        while not stop.is_set():
+            key = f"w{number}-{sequence}"
+            sequence += 1
+            body = os.urandom(random.choice([1, 4, 64, 700, 1500]) * 1024)
+            try:
+                client.put_object(Bucket=bucket, Key=key, Body=body)
+            except (ClientError, BotoCoreError) as e:
+                with lock:
+                    failures[code_of(e)] = failures.get(code_of(e), 0) + 1
+                time.sleep(0.2)
+                continue
+            with lock:
+                expected[key] = sha(body)
+
+    def restart_missing():
+        done = cluster.script("start", "--storage", str(STORAGE_NODES), "--gateways", str(GATEWAYS))
+        if done.returncode != 0:
+            log(f"restart failed: {done.stdout}{done.stderr}")
+
+    threads = [threading.Thread(target=writer, args=(n,), daemon=True) for n in range(writers)]
+    for t in threads:
+        t.start()
+    deadline = time.time() + seconds
+    faults = ["kill -9", "SIGSTOP", "corrupt chunk file", "delete chunk file"]
+    turn = 0
+    try:
+        while time.time() < deadline:
+            time.sleep(2)
+            kind = faults[turn % len(faults)]
+            turn += 1
+            node = random.randint(1, STORAGE_NODES)
+            name = f"storage-{node}"
+            if kind in ("kill -9", "SIGSTOP"):
+                pid = cluster.pid(name)
+                if pid is None:
+                    continue
+                if kind == "kill -9":
+                    os.kill(pid, signal.SIGKILL)
+                    case.fault(kind)
+                    time.sleep(KILLED_SECONDS)
+                    restart_missing()
+                else:
+                    os.kill(pid, signal.SIGSTOP)
+                    case.fault(kind)
+                    time.sleep(STOPPED_SECONDS)
+                    os.kill(pid, signal.SIGCONT)
+            else:
+                files = cluster.chunk_files(node)
+                if not files:
+                    continue
+                victim = random.choice(files)
+                try:
+                    if kind == "delete chunk file":
+                        os.remove(victim)
+                    else:
+                        with open(victim, "r+b") as f:
+                            size = os.path.getsize(victim)
+                            f.seek(max(0, size - 100))
+                            f.write(os.urandom(50))
+                    case.fault(kind)
+                except OSError:
+                    pass
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=90)
+        restart_missing()
+    case.acknowledged = len(expected)
+    read_back(cluster, case, bucket, expected)
+    if failures:
+        case.notes.append("writes refused (not acknowledged): " + ", ".join(f"{k} {v}" for k, v in sorted(failures.items())))
+    return case
+
+
+def restored_backup(cluster, objects):
+    case = Case("restored-backup")
+    bucket = "faults-backup"
+    s3 = cluster.client(1)
+    cluster.wait_writable(s3, bucket)
+    expected = {}
+
+    def write(prefix, count):
+        for n in range(count):
+            body = os.urandom(random.choice([2, 64, 900]) * 1024)
+            s3.put_object(Bucket=bucket, Key=f"{prefix}-{n}", Body=body)
+            expected[f"{prefix}-{n}"] = sha(body)
+
+    write("before", objects)
+    node = STORAGE_NODES
+    name = f"storage-{node}"
+    backup = cluster.storage_dir(node) + ".backup"
+
+    def stop_node():
+        pid = cluster.pid(name)
+        if pid is None:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.time() + 20
+        while cluster.pid(name) is not None and time.time() < deadline:
+            time.sleep(0.2)
+        if cluster.pid(name) is not None:
+            os.kill(pid, signal.SIGKILL)
+            time.sleep(0.5)
+
+    def start_nodes():
+        done = cluster.script("start", "--storage", str(STORAGE_NODES), "--gateways", str(GATEWAYS))
+        if done.returncode != 0:
+            raise RuntimeError(f"restart failed: {done.stdout}{done.stderr}")
+
+    stop_node()
+    shutil.copytree(cluster.storage_dir(node), backup)
+    start_nodes()
+    write("after", objects)
+    stop_node()
+    shutil.rmtree(cluster.storage_dir(node))
+    shutil.move(backup, cluster.storage_dir(node))
+    case.fault("node restarted from an older data directory")
+    start_nodes()
+    write("restored", objects // 2)
+    case.acknowledged = len(expected)
+    read_back(cluster, case, bucket, expected)
+    return case
+
+
+def report(cases):
+    print()
+    print("| case | faults injected | acknowledged writes | lost | corrupt | races with other than one winner |")
+    print("|---|---|---|---|---|---|")
+    for case in cases:
+        faults = ", ".join(f"{kind} ×{count}" for kind, count in case.faults.items()) or "-"
+        print(f"| {case.name} | {faults} | {case.acknowledged} | {len(case.lost)} | {len(case.corrupt)} | {len(case.broken)} |")
+    print()
+    for case in cases:
+        for note in case.notes:
+            print(f"# {case.name}: {note}")
+        for kind, items in (("lost", case.lost), ("corrupt", case.corrupt), ("broken", case.broken)):
+            for item in items[:10]:
+                print(f"FAIL - {case.name}: {kind}: {item}")
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--bin", default=os.environ.get("FLEXDRIVE_BIN", os.path.join(REPO, "target", "release", "flexdrive")))
+    parser.add_argument("--rounds", type=int, default=30, help="rounds of each race")
+    parser.add_argument("--crash-seconds", type=int, default=60)
+    parser.add_argument("--writers", type=int, default=4)
+    parser.add_argument("--backup-objects", type=int, default=60)
+    parser.add_argument("--base-port", type=int, help="first port of the cluster's block [a free one]")
+    parser.add_argument("--keep", action="store_true", help="keep the cluster dir")
+    parser.add_argument("--cases", default="multipart-race,delete-bucket-race,crashes,restored-backup",
+                        help="comma-separated cases to run [all]")
+    args = parser.parse_args()
+    if not os.access(args.bin, os.X_OK):
+        print(f"faults.py: no binary at {args.bin} (cargo build --release --bin flexdrive)", file=sys.stderr)
+        return 2
+    base_port = args.base_port or free_port_block()
+    if base_port is None:
+        print("faults.py: no free block of 81 ports", file=sys.stderr)
+        return 2
+    directory = tempfile.mkdtemp(prefix="flexdrive-faults.")
+    cluster = Cluster(os.path.abspath(args.bin), directory, base_port)
+    cases = []
+    failed = True
+    try:
+        log(f"starting {STORAGE_NODES} storage nodes and {GATEWAYS} gateways in {directory}")
+        cluster.start()
+        for name, run in (
+            ("multipart-race", lambda: multipart_race(cluster, args.rounds)),
+            ("delete-bucket-race", lambda: delete_bucket_race(cluster, args.rounds)),
+            ("crashes", lambda: crashes(cluster, args.crash_seconds, args.writers)),
+            ("restored-backup", lambda: restored_backup(cluster, args.backup_objects)),
+        ):
+            if name not in args.cases.split(","):
+                continue
+            log(f"case {name}")
+            started = time.time()
+            case = run()
+            case.notes.append(f"took {time.time() - started:.0f} s")
+            cases.append(case)
+        failed = any(case.failed for case in cases)
+    except KeyboardInterrupt:
+        log("interrupted")
+    finally:
+        cluster.stop()
+        report(cases)
+        if failed or args.keep:
+            log(f"cluster dir kept: {directory}")
+        else:
+            shutil.rmtree(directory, ignore_errors=True)
+    print(f"{'FAILED' if failed else 'ok'}: {len(cases)} cases")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
