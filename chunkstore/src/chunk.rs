@@ -175,6 +175,12 @@ impl ChunkStore {
         blocking(move || list_ids(&dir, after, limit)).await
     }
 
+    /// Which of `ids` have a chunk file here (a quarantined one does not).
+    pub async fn present(&self, ids: Vec<ChunkId>) -> Result<Vec<bool>, ChunkError> {
+        let paths: Vec<PathBuf> = ids.iter().map(|id| self.path(*id)).collect();
+        blocking(move || Ok(paths.iter().map(|p| p.is_file()).collect())).await
+    }
+
     /// The owner a chunk file's header names; None when there is no file.
     pub async fn owner_of(&self, id: ChunkId) -> Result<Option<ChunkOwner>, ChunkError> {
         let path = self.path(id);

@@ -241,6 +241,36 @@ impl NodeClient {
         decode(node, expect_success(node, answer)?)
     }
 
+    /// Which of `ids` have a chunk file on `node`, in order.
+    pub async fn chunks_present(
+        &self,
+        node: SocketAddr,
+        ids: &[ChunkId],
+    ) -> Result<Vec<bool>, ClientError> {
+        let mut present = Vec::with_capacity(ids.len());
+        for batch in ids.chunks(DOOM_BATCH) {
+            let answer = self
+                .post(
+                    node,
+                    None,
+                    "/chunks/present".into(),
+                    &batch,
+                    MAX_META_RESPONSE,
+                )
+                .await?;
+            let flags: Vec<bool> = decode(node, expect_success(node, answer)?)?;
+            if flags.len() != batch.len() {
+                return Err(ClientError::Status(
+                    node,
+                    200,
+                    format!("{} answers for {} chunk ids", flags.len(), batch.len()),
+                ));
+            }
+            present.extend(flags);
+        }
+        Ok(present)
+    }
+
     /// Puts chunk ids on `node`'s deletion queue, durably.
     pub async fn doom_chunks(&self, node: SocketAddr, ids: &[ChunkId]) -> Result<(), ClientError> {
         for batch in ids.chunks(DOOM_BATCH) {

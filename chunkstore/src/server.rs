@@ -10,6 +10,7 @@
 //! | `DELETE /chunks/{id}?older_than=SECS` | 204 removed; 200 kept (absent, or written less than SECS ago) |
 //! | `GET /chunks/quarantine` | 200 postcard `Vec<`[`crate::chunk::QuarantinedChunk`]`>`: files the scrubber found corrupt |
 //! | `DELETE /chunks/quarantine/{id}` | 204; the quarantined file is gone (a good copy is back) |
+//! | `POST /chunks/present` body postcard `Vec<ChunkId>` | 200 postcard `Vec<bool>`: which have a chunk file here (for the durability worker) |
 //! | `POST /chunks/doomed` body postcard `Vec<ChunkId>` | 204 once the ids are on the node's deletion queue (durable) |
 //! | `GET /chunks/doomed?after=<id>&limit=N` | 200 postcard `Vec<`[`DoomedChunk`]`>`: queued chunks, with their owners |
 //! | `POST /chunks/doomed/forget` body postcard `Vec<ChunkId>` | 204; the ids are off the queue (still listed by a record) |
@@ -536,6 +537,7 @@ enum Route {
     ListChunks,
     ListQuarantined,
     ReleaseQuarantined(ChunkId),
+    Present,
     Doom,
     ListDoomed,
     ForgetDoomed,
@@ -557,7 +559,7 @@ impl Route {
     fn body_limit(&self) -> u64 {
         match self {
             Route::PutChunk(_) => MAX_CHUNK_SIZE,
-            Route::Doom | Route::ForgetDoomed => MAX_DOOM_BODY,
+            Route::Doom | Route::ForgetDoomed | Route::Present => MAX_DOOM_BODY,
             Route::MetaMerge(_)
             | Route::MetaCas(_)
             | Route::MetaGuarded(_)
@@ -585,6 +587,8 @@ fn route(method: &Method, path: &str) -> Result<Route, Reject> {
             Ok(Route::ReleaseQuarantined(id))
         }
         ["chunks", "quarantine", _] => Err(bad_method()),
+        ["chunks", "present"] if method == Method::POST => Ok(Route::Present),
+        ["chunks", "present"] => Err(bad_method()),
         ["chunks", "doomed"] if method == Method::GET => Ok(Route::ListDoomed),
         ["chunks", "doomed"] if method == Method::POST => Ok(Route::Doom),
         ["chunks", "doomed"] => Err(bad_method()),
@@ -910,6 +914,12 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             })
             .await?;
             Ok(empty(StatusCode::NO_CONTENT))
+        }
+        Route::Present => {
+            let ids: Vec<ChunkId> = postcard::from_bytes(&body)
+                .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad chunk ids: {e}")))?;
+            let present = state.chunks.present(ids).await.map_err(chunk_error)?;
+            Ok(postcard_body(&present))
         }
         Route::ListDoomed => {
             let (after, limit) = chunk_page(&query)?;

@@ -589,8 +589,9 @@ async fn a_primary_that_missed_a_new_epoch_cannot_write() {
 async fn a_new_replica_pulls_its_partitions_from_a_quorum_before_it_counts_as_synced() {
     bounded(async {
         let dirs = dirs(4);
-        // A tiny byte bound: every page is one record, so transfers page.
-        let nodes = start_nodes(&dirs, 1).await;
+        // A tiny byte bound: a page holds one or two of a partition's three
+        // records, so transfers page.
+        let nodes = start_nodes(&dirs, 30).await;
         let (old, new) = nodes.split_at(3);
         let old_refs: Vec<&StorageNode> = old.iter().collect();
         let v1 = history(1, vec![members(&old_refs)], 1);
@@ -622,7 +623,7 @@ async fn a_new_replica_pulls_its_partitions_from_a_quorum_before_it_counts_as_sy
         install(&nodes, &all, &v2).await;
         let d = new[0].id().to_string();
         let placement = Placement::new(&v2.committed);
-        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(80);
         loop {
             let h = new[0].layout().history();
             if placement.pulls_owed(&h.synced, &d).is_empty() {

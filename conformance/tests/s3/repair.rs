@@ -228,3 +228,57 @@ async fn status_lists_every_member_and_refuses_to_drain_below_three_nodes() {
     })
     .await;
 }
+
+/// A chunk file deleted on a live node (by hand, or lost with a restored
+/// backup) is a missing copy: the worker makes it again without waiting for
+/// any timeout (only three nodes: the copy goes back where it was missing).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn copies_missing_on_live_nodes_are_counted_and_made_again() {
+    bounded(Duration::from_secs(120), async {
+        let c = TestCluster::start_with_repair(3, CHUNK, fast_repair()).await;
+        c.create_bucket("missing").await;
+        let body = data(4 * CHUNK + 3, 41);
+        c.put("missing", "obj", body.clone()).await;
+        wait_status(
+            &c,
+            "a complete pass with every chunk at three copies",
+            |s| s.durability.complete && s.durability.chunks_below_three_copies == 0,
+        )
+        .await;
+        let repaired_before = status(&c).await.durability.chunks_repaired;
+        // Two chunk files of node 0 go.
+        let gone: Vec<String> = chunk_files(&c.node_dir(0)).into_iter().take(2).collect();
+        for name in &gone {
+            let path = c.node_dir(0).join("chunks").join(&name[..2]).join(name);
+            std::fs::remove_file(path).expect("chunk file removed");
+        }
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        loop {
+            let map = chunk_map(&c, &[0, 1, 2]);
+            if gone
+                .iter()
+                .all(|name| map.get(name).map_or(0, Vec::len) == 3)
+            {
+                break;
+            }
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "missing copies not made again: {map:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        wait_status(
+            &c,
+            "the repairs counted, every chunk at three copies",
+            |s| {
+                s.durability.chunks_repaired >= repaired_before + 2
+                    && s.durability.complete
+                    && s.durability.chunks_below_three_copies == 0
+            },
+        )
+        .await;
+        assert!(c.get("missing", "obj").await == body, "object changed");
+        c.stop().await;
+    })
+    .await;
+}

@@ -1,7 +1,11 @@
 //! The durability worker: counts the chunks that have fewer than three
 //! copies on live storage nodes (the figure an operator watches), copies the
 //! chunks of nodes that are gone to other nodes, and takes drained nodes out
-//! of the layout.
+//! of the layout. A copy counts only if its file is there: for every page of
+//! records each live node is asked which of the chunks listed on it it has
+//! (`POST /chunks/present`), and a copy missing on a live node (deleted by
+//! hand, lost with a restored backup, quarantined as corrupt) is made again
+//! at once, on that node or another, like a gone node's.
 //!
 //! A node is gone for repair when it has been down for the dead-node timeout
 //! (it is then drained out of the layout, as DESIGN says, if enough active
@@ -182,6 +186,9 @@ fn active_live(cluster: &Cluster, layout: &Layout, except: Option<&str>) -> usiz
         .filter(|e| cluster.is_live(&e.id))
         .count()
 }
+
+/// Copies listed on live nodes whose files are not there: (chunk, node).
+type Missing = std::collections::HashSet<(ChunkId, String)>;
 
 /// Which nodes count for what in one pass.
 #[derive(Clone, Debug, Default, PartialEq)]
@@ -515,8 +522,10 @@ impl Worker {
                     .scan(table, partition, &position, &end, limit)
                     .await?;
                 budget.records = budget.records.saturating_sub(page.records.len().max(1));
+                let missing = self.missing_copies(table, &page.records).await;
                 for record in &page.records {
-                    self.check_record(table, partition, record, budget).await;
+                    self.check_record(table, partition, record, budget, &missing)
+                        .await;
                 }
                 match page.next {
                     Some(next) => position = next,
@@ -527,31 +536,80 @@ impl Worker {
         Ok(None)
     }
 
-    /// Counts one record's chunks, repairing those with a gone copy.
+    /// The copies that records of one page list on live nodes but whose
+    /// files are not there (deleted by hand, a restored backup, quarantined):
+    /// one question per node. A node that does not answer is taken to have
+    /// them (it is asked again next pass).
+    async fn missing_copies(&self, table: Table, records: &[Record]) -> Missing {
+        let mut asked: HashMap<String, Vec<ChunkId>> = HashMap::new();
+        for record in records {
+            let Some(value) = record.value.as_deref() else {
+                continue;
+            };
+            for chunk in record_chunks(table, value) {
+                for node in distinct(&chunk.nodes).filter(|n| self.view.live.contains(*n)) {
+                    asked.entry(node.clone()).or_default().push(chunk.id);
+                }
+            }
+        }
+        let mut missing = Missing::new();
+        for (node, ids) in asked {
+            let Some(addr) = self.cluster.addr_of(&node) else {
+                continue;
+            };
+            match self.cluster.client().chunks_present(addr, &ids).await {
+                Ok(present) => {
+                    for (id, here) in ids.into_iter().zip(present) {
+                        if !here {
+                            missing.insert((id, node.clone()));
+                        }
+                    }
+                }
+                Err(e) => tracing::debug!(%node, error = %e, "repair: presence check failed"),
+            }
+        }
+        missing
+    }
+
+    /// Counts one record's chunks, repairing those with a gone or missing copy.
     async fn check_record(
         &mut self,
         table: Table,
         partition: u16,
         record: &Record,
         budget: &mut Budget,
+        missing: &Missing,
     ) {
         let Some(chunks) = record.value.as_deref().map(|v| record_chunks(table, v)) else {
             return;
         };
         self.counts.records += 1;
         let view = self.view.clone();
-        let wanted: Vec<&ChunkRef> = chunks.iter().filter(|c| view.has_gone(c)).collect();
+        let lacking = |chunk: &ChunkRef| -> Vec<String> {
+            distinct(&chunk.nodes)
+                .filter(|n| missing.contains(&(chunk.id, (*n).clone())))
+                .cloned()
+                .collect()
+        };
+        let wanted: Vec<&ChunkRef> = chunks
+            .iter()
+            .filter(|c| view.has_gone(c) || !lacking(c).is_empty())
+            .collect();
         let take = wanted.len().min(budget.repairs);
         budget.repairs -= take;
         let mut fixed: HashMap<ChunkId, Vec<String>> = HashMap::new();
         if take > 0 {
-            let todo: Vec<ChunkRef> = wanted.into_iter().take(take).cloned().collect();
+            let todo: Vec<(ChunkRef, Vec<String>)> = wanted
+                .into_iter()
+                .take(take)
+                .map(|c| (c.clone(), lacking(c)))
+                .collect();
             let copies: Vec<(ChunkRef, Copied)> = futures::stream::iter(todo)
-                .map(|chunk| {
+                .map(|(chunk, lacks)| {
                     let cluster = self.cluster.clone();
                     let view = view.clone();
                     async move {
-                        let outcome = repair_chunk(&cluster, &view, &chunk).await;
+                        let outcome = repair_chunk(&cluster, &view, &chunk, &lacks).await;
                         (chunk, outcome)
                     }
                 })
@@ -574,9 +632,21 @@ impl Worker {
             fixed = self.apply(table, partition, &record.key, fixes).await;
         }
         for chunk in &chunks {
-            let nodes = fixed.get(&chunk.id).unwrap_or(&chunk.nodes);
+            // A copy listed on a node that lacks its file is no copy.
+            let nodes = match fixed.get(&chunk.id) {
+                Some(nodes) => nodes.clone(),
+                None => {
+                    let lacks = lacking(chunk);
+                    chunk
+                        .nodes
+                        .iter()
+                        .filter(|n| !lacks.contains(n))
+                        .cloned()
+                        .collect()
+                }
+            };
             let after = ChunkRef {
-                nodes: nodes.clone(),
+                nodes,
                 ..chunk.clone()
             };
             let below = view.live_copies(&after) < REPLICAS;
@@ -772,21 +842,30 @@ fn rewrite_record(
 type Copied = Result<Vec<String>, Vec<String>>;
 
 /// Makes three copies of a chunk on nodes that are neither gone nor down,
-/// copying from a live copy. Ok: the new list (live copies kept, new ones
-/// added). Err: the copies made before giving up, to delete.
-async fn repair_chunk(cluster: &Cluster, view: &View, chunk: &ChunkRef) -> Copied {
+/// copying from a live copy; `lacking` are listed nodes whose file is
+/// missing: they hold no copy, and may take the new one. Ok: the new list
+/// (live copies kept, new ones added). Err: the copies made before giving
+/// up, to delete.
+async fn repair_chunk(
+    cluster: &Cluster,
+    view: &View,
+    chunk: &ChunkRef,
+    lacking: &[String],
+) -> Copied {
+    let holds = |n: &String| view.live.contains(n) && !lacking.contains(n);
     let mut nodes: Vec<String> = distinct(&chunk.nodes)
-        .filter(|n| view.live.contains(*n) && !view.gone.contains(*n))
+        .filter(|n| holds(n) && !view.gone.contains(*n))
         .cloned()
         .collect();
     // Sources: live copies, the ones staying first, then draining ones.
     let sources: Vec<std::net::SocketAddr> = nodes
         .iter()
-        .chain(distinct(&chunk.nodes).filter(|n| view.live.contains(*n) && view.gone.contains(*n)))
+        .chain(distinct(&chunk.nodes).filter(|n| holds(n) && view.gone.contains(*n)))
         .filter_map(|n| cluster.addr_of(n))
         .collect();
     let layout = cluster.layout();
     let mut exclude: Vec<NodeRef> = distinct(&chunk.nodes)
+        .filter(|id| !lacking.contains(id))
         .filter_map(|id| {
             let entry = layout.entry(id)?;
             Some(NodeRef {
