@@ -4,19 +4,24 @@ timestamps, nor make its writes win over later ones.
 
     conformance/clock.py [--bin target/release/flexdrive]
 
-Starts three storage nodes and two gateways as separate processes on
+Starts three storage nodes and three gateways as separate processes on
 loopback. One storage node and one gateway run under libfaketime with their
-clocks 10 minutes ahead (`faketime`, Debian package faketime). The skewed
-storage node is given the smallest node id, so it leads the layout and
-stamps the registry with its clock. Then, through the real S3 API:
+clocks 10 minutes ahead (`faketime`, Debian package faketime), one more
+gateway with its clock 4 minutes behind (within the 15 minutes a signed
+request may be off, from the node ahead as well). The skewed storage node is given
+the smallest node id, so it leads the layout and stamps the registry with
+its clock. Then, through the real S3 API:
 
 - the cluster forms (a layout epoch is decided) and serves;
 - objects written through the correct gateway carry the correct time, and
   an overwrite is what a read returns (not shadowed by anything stamped
   ahead);
-- writes through the skewed gateway fail with an error that names the clock
-  (storage nodes refuse records stamped far ahead of theirs), while reads
-  through it work;
+- writes through the gateway ahead fail with an error that names the clock
+  (it refuses them itself, knowing the nodes' clocks from their answers;
+  storage nodes refuse records stamped far ahead of theirs too), and no
+  replica keeps any part of them, while reads through it work;
+- a write through the gateway behind wins over an earlier one through the
+  correct gateway (it stamps by the storage nodes' time, not its own);
 - the correct gateway did not follow the skewed timestamps it read (the
   registry entries the skewed leader wrote): it counted them in
   flexdrive_hlc_future_timestamps_total.
@@ -42,8 +47,8 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
-SKEW = "+10m"
-SKEW_SECONDS = 600
+AHEAD = "+10m"
+BEHIND = "-4m"
 START_TIMEOUT = 60
 CMD_TIMEOUT = 30
 
@@ -95,27 +100,53 @@ class Cluster:
         )
         self.env.pop("FLEXDRIVE_LEGACY_PEERS", None)
 
-    def start(self, name, args, skewed):
+    def start(self, name, args, skew=None):
         cmd = [self.binary] + args
         env = dict(self.env)
-        if skewed:
-            cmd = ["faketime", "-f", SKEW] + cmd
+        if skew:
+            cmd = ["faketime", "-f", skew] + cmd
             # Timers and timeouts run on the monotonic clock: keep it real.
             env["FAKETIME_DONT_FAKE_MONOTONIC"] = "1"
         log = open(os.path.join(self.work, f"{name}.log"), "w")
-        self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT)
+        # A process group each: faketime runs the server as its child, and
+        # a signal to the group reaches both.
+        self.procs[name] = subprocess.Popen(cmd, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            start_new_session=True)
+
+    def signal_all(self, sig):
+        for p in self.procs.values():
+            try:
+                os.killpg(p.pid, sig)
+            except ProcessLookupError:
+                pass
 
     def stop(self):
-        for p in self.procs.values():
-            if p.poll() is None:
-                p.send_signal(signal.SIGTERM)
+        self.signal_all(signal.SIGTERM)
         deadline = time.time() + 15
         for p in self.procs.values():
             try:
                 p.wait(timeout=max(0.1, deadline - time.time()))
             except subprocess.TimeoutExpired:
-                p.kill()
+                pass
+        while time.time() < deadline and self.alive():
+            time.sleep(0.1)
+        if self.alive():
+            self.signal_all(signal.SIGKILL)
+            for p in self.procs.values():
                 p.wait()
+
+    def alive(self):
+        """Names of the started processes whose group still has a process."""
+        names = []
+        for name, p in self.procs.items():
+            try:
+                os.killpg(p.pid, 0)
+                names.append(name)
+            except ProcessLookupError:
+                pass
+            except PermissionError:
+                names.append(name)
+        return names
 
 
 def s3(port):
@@ -153,7 +184,7 @@ def main():
         return 1
     work = tempfile.mkdtemp(prefix="flexdrive-clock.")
     c = Cluster(binary, work)
-    (h1, h2, h3, g1, g2, g3, gw1, gw2, gg1, gg2, admin) = free_ports(11)
+    (h1, h2, h3, g1, g2, g3, gw1, gw2, gw3, gg1, gg2, gg3, admin) = free_ports(13)
     seed = f"127.0.0.1:{g1}"
     try:
         # The skewed node leads: the smallest id.
@@ -167,12 +198,14 @@ def main():
                 f.write(ids[name])
             c.start(name, ["storage", "--data-dir", data, "--http-addr", f"127.0.0.1:{http}",
                            "--gossip-addr", f"127.0.0.1:{gossip}", "--seeds", seed, "--zone", f"zone-{i}"],
-                    skewed=(name == "storage-3"))
+                    skew=AHEAD if name == "storage-3" else None)
         c.start("gateway-1", ["gateway", "--s3-addr", f"127.0.0.1:{gw1}", "--gossip-addr", f"127.0.0.1:{gg1}",
-                              "--seeds", seed, "--admin-addr", f"127.0.0.1:{admin}"], skewed=False)
+                              "--seeds", seed, "--admin-addr", f"127.0.0.1:{admin}"])
         c.start("gateway-2", ["gateway", "--s3-addr", f"127.0.0.1:{gw2}", "--gossip-addr", f"127.0.0.1:{gg2}",
-                              "--seeds", seed], skewed=True)
-        good, skewed = s3(gw1), s3(gw2)
+                              "--seeds", seed], skew=AHEAD)
+        c.start("gateway-3", ["gateway", "--s3-addr", f"127.0.0.1:{gw3}", "--gossip-addr", f"127.0.0.1:{gg3}",
+                              "--seeds", seed], skew=BEHIND)
+        good, skewed, behind = s3(gw1), s3(gw2), s3(gw3)
 
         deadline = time.time() + START_TIMEOUT
         layout = {}
@@ -226,16 +259,32 @@ def main():
         head = good.head_object(Bucket="clocks", Key="k")
         check("timestamps stay on the correct clock after the skewed node's writes",
               abs(head["LastModified"].timestamp() - time.time()) < 30, f"LastModified {head['LastModified']}")
+
+        good.put_object(Bucket="clocks", Key="late", Body=b"through the correct gateway")
+        behind.put_object(Bucket="clocks", Key="late", Body=b"through the gateway behind")
+        body = good.get_object(Bucket="clocks", Key="late")["Body"].read()
+        check("a write through the gateway 4 minutes behind wins over an earlier one",
+              body == b"through the gateway behind", repr(body))
+        head = good.head_object(Bucket="clocks", Key="late")
+        check("and carries the cluster's time, not its own",
+              abs(head["LastModified"].timestamp() - time.time()) < 30, f"LastModified {head['LastModified']}")
+
+        # Every replica is read by the listing and by each storage node's
+        # anti-entropy: a part of a refused write kept anywhere would show.
         keys = [o["Key"] for o in good.list_objects_v2(Bucket="clocks").get("Contents", [])]
-        check("nothing from the skewed gateway was stored", keys == ["k"], str(keys))
+        check("nothing from the gateway ahead was stored", keys == ["k", "late"], str(keys))
+        buckets = [b["Name"] for b in good.list_buckets().get("Buckets", [])]
+        check("nor the bucket it tried to create", "future-bucket" not in buckets, str(buckets))
 
         text = http_get(f"http://127.0.0.1:{admin}/metrics")
         refused = metric(text, "flexdrive_hlc_future_timestamps_total")
         check("the correct gateway did not follow the timestamps stamped 10 minutes ahead (it counted them)",
               refused > 0, f"flexdrive_hlc_future_timestamps_total = {refused}")
+    except Exception as e:
+        check("the test runs to its end", False, f"{type(e).__name__}: {e}")
     finally:
         c.stop()
-        alive = [n for n, p in c.procs.items() if p.poll() is None]
+        alive = c.alive()
         check("every process the test started is stopped", not alive, str(alive))
         if failed == 0 and not args.keep:
             shutil.rmtree(work, ignore_errors=True)

@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::limits::MAX_CLOCK_SKEW;
+use crate::wire;
 
 /// The one access key id of the cluster; the secret is the cluster secret.
 pub const ACCESS_KEY_ID: &str = "flexdrive-cluster";
@@ -350,11 +351,20 @@ pub fn verify_answer_tag(
 }
 
 /// What an answer tag covers besides the request and the status: for chunk
-/// data the checksum and size headers, for anything else the body's hash.
-pub fn answer_content(crc32c: Option<&str>, size: Option<&str>, body: &[u8]) -> String {
-    match crc32c {
-        Some(crc) => format!("chunk:{crc}:{}", size.unwrap_or("")),
+/// data the checksum and size headers, for anything else the body's hash;
+/// and the answering node's name and clock, which callers go by.
+pub fn answer_content<'a>(header: impl Fn(&str) -> Option<&'a str>, body: &[u8]) -> String {
+    let content = match header(wire::header::CRC32C) {
+        Some(crc) => format!("chunk:{crc}:{}", header(wire::header::SIZE).unwrap_or("")),
         None => sha256_hex(body),
+    };
+    match (header(wire::header::SENDER), header(wire::header::TIME)) {
+        (None, None) => content,
+        (sender, time) => format!(
+            "{content}\nclock:{}:{}",
+            sender.unwrap_or(""),
+            time.unwrap_or("")
+        ),
     }
 }
 
@@ -597,7 +607,8 @@ mod tests {
 
     #[test]
     fn answer_tags_bind_the_answer_to_its_request() {
-        let content = answer_content(None, None, b"answer");
+        let no_headers = |_: &str| None;
+        let content = answer_content(no_headers, b"answer");
         let tag = answer_tag(SECRET, b"AWS4 request one", 200, &content);
         assert!(verify_answer_tag(
             SECRET,
@@ -620,7 +631,7 @@ mod tests {
             &content,
             &tag
         ));
-        let other = answer_content(None, None, b"forged");
+        let other = answer_content(no_headers, b"forged");
         assert!(!verify_answer_tag(
             SECRET,
             b"AWS4 request one",
@@ -642,10 +653,24 @@ mod tests {
             &content,
             "zz"
         ));
-        let chunk = answer_content(Some("0000abcd"), Some("5"), b"ignored");
-        assert_eq!(
-            chunk,
-            answer_content(Some("0000abcd"), Some("5"), b"other bytes")
+        let chunk_headers = |name: &str| match name {
+            wire::header::CRC32C => Some("0000abcd"),
+            wire::header::SIZE => Some("5"),
+            _ => None,
+        };
+        let chunk = answer_content(chunk_headers, b"ignored");
+        assert_eq!(chunk, answer_content(chunk_headers, b"other bytes"));
+        let clock_headers = |time: &'static str| {
+            move |name: &str| match name {
+                wire::header::SENDER => Some("node-1"),
+                wire::header::TIME => Some(time),
+                _ => None,
+            }
+        };
+        assert_ne!(
+            answer_content(clock_headers("1000"), b"answer"),
+            answer_content(clock_headers("2000"), b"answer"),
+            "the tag covers the node's clock"
         );
     }
 

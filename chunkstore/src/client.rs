@@ -4,7 +4,7 @@
 use std::error::Error as _;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::SystemTime;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, StatusCode};
@@ -15,6 +15,7 @@ use hyper_util::rt::{TokioExecutor, TokioTimer};
 
 use crate::auth::{self, EMPTY_SHA256, UNSIGNED_PAYLOAD};
 use crate::chunk::QuarantinedChunk;
+use crate::clock::ClusterClock;
 use crate::layout::{Accept, Accepted, LayoutHistory, Prepare, Promise};
 use crate::layout_store::Fence;
 use crate::limits::{
@@ -55,6 +56,8 @@ pub struct NodeClient {
     legacy_peers: bool,
     /// This process's name, sent with every request (see `header::SENDER`).
     sender: Option<Arc<str>>,
+    /// The nodes' clocks as their answers give them.
+    clock: Arc<ClusterClock>,
 }
 
 /// A page of a scan as one node answered it.
@@ -87,7 +90,20 @@ impl NodeClient {
             secret: Arc::from(cluster_secret),
             legacy_peers: false,
             sender: None,
+            clock: Arc::new(ClusterClock::default()),
         }
+    }
+
+    /// Learns the nodes' clocks into `clock` (a storage node's own estimate,
+    /// which its callers' requests feed as well).
+    pub fn sharing_clock(mut self, clock: Arc<ClusterClock>) -> NodeClient {
+        self.clock = clock;
+        self
+    }
+
+    /// The cluster's time as the nodes' answers tell it.
+    pub fn clock(&self) -> &Arc<ClusterClock> {
+        &self.clock
     }
 
     /// Names this process in every request (a node id, a gateway's name).
@@ -742,11 +758,7 @@ impl NodeClient {
                 "answer without an authentication tag (a 0.1 node, or not a Flexdrive node)".into(),
             ));
         };
-        let content = auth::answer_content(
-            header_text(wire::header::CRC32C),
-            header_text(wire::header::SIZE),
-            &answer.body,
-        );
+        let content = auth::answer_content(header_text, &answer.body);
         if auth::verify_answer_tag(
             &self.secret,
             authorization,
@@ -754,6 +766,13 @@ impl NodeClient {
             &content,
             tag,
         ) {
+            if let (Some(sender), Some(ms)) = (
+                header_text(header::SENDER),
+                header_text(header::TIME).and_then(|t| t.parse::<u64>().ok()),
+            ) {
+                let their_time = UNIX_EPOCH + Duration::from_millis(ms);
+                self.clock.observe(sender, their_time, SystemTime::now());
+            }
             Ok(())
         } else {
             Err(ClientError::Status(

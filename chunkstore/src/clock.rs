@@ -1,13 +1,18 @@
-//! What time the cluster says it is, as this node sees it: every signed
+//! What time the cluster says it is, as this process sees it: every signed
 //! request carries its sender's name (`x-fd-sender`) and time
-//! (`x-amz-date`); the median, over the senders heard from lately and this
-//! node itself, of how far their clocks are from this one tells whether this
-//! node's clock is off. A storage node uses that estimate, not its own clock
-//! alone, to refuse records stamped too far in the future: a node whose own
-//! clock is ahead would otherwise accept the records of a writer whose clock
-//! is ahead as well, and they would win over every later write. One sample
-//! per sender, so a sender that talks a lot weighs no more than one that
-//! talks little.
+//! (`x-amz-date`), every answer of a storage node its node id and clock
+//! (`x-fd-sender`, `x-fd-time`, under the answer tag); the median, over the
+//! processes heard from lately and this one itself, of how far their clocks
+//! are from this one tells whether this process's clock is off.
+//!
+//! A storage node uses that estimate, not its own clock alone, to refuse
+//! records stamped too far in the future: a node whose own clock is ahead
+//! would otherwise accept the records of a writer whose clock is ahead as
+//! well, and they would win over every later write. A gateway (or a
+//! node's workers) uses the estimate it learns from the nodes' answers to
+//! refuse such a write before sending it anywhere, so that no replica
+//! keeps a part of it. One sample per process, so a process that talks a
+//! lot weighs no more than one that talks little.
 
 use std::collections::HashMap;
 use std::sync::Mutex;
@@ -30,11 +35,22 @@ const NOISE: Duration = Duration::from_secs(5);
 /// `flexdrive_storage_clock_skew_seconds` gauge anyway).
 const WARN_BEYOND: Duration = Duration::from_secs(60);
 
+/// How long a computed estimate is used (every timestamp a gateway makes
+/// asks for it) unless a sender's clock moved meanwhile.
+const ESTIMATE_KEPT: Duration = Duration::from_secs(1);
+
 #[derive(Default)]
 pub struct ClusterClock {
     /// Per sender: its time minus this node's, in ms, and when last heard.
     senders: Mutex<HashMap<String, (i64, Instant)>>,
+    /// The last estimate and when it was made; None once a sender moved.
+    estimate: Mutex<Option<(Instant, i64)>>,
     last_warning: Mutex<Option<Instant>>,
+}
+
+/// This process's clock, ms since the Unix epoch (0 before it).
+pub fn wall_ms() -> u64 {
+    millis(SystemTime::now()).max(0) as u64
 }
 
 fn millis(t: SystemTime) -> i64 {
@@ -45,28 +61,49 @@ fn millis(t: SystemTime) -> i64 {
 }
 
 impl ClusterClock {
-    /// Records the signing time of a request from `sender` verified at `now`.
+    /// Records the time `sender` gave (a request's signing time, an
+    /// answer's clock) as of `now`.
     pub fn observe(&self, sender: &str, signed_at: SystemTime, now: SystemTime) {
-        let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
-        if senders.len() >= MAX_SENDERS && !senders.contains_key(sender) {
-            let oldest = senders
-                .iter()
-                .min_by_key(|(_, (_, seen))| *seen)
-                .map(|(k, _)| k.clone());
-            if let Some(oldest) = oldest {
-                senders.remove(&oldest);
+        let offset = millis(signed_at) - millis(now);
+        let moved = {
+            let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
+            if senders.len() >= MAX_SENDERS && !senders.contains_key(sender) {
+                let oldest = senders
+                    .iter()
+                    .min_by_key(|(_, (_, seen))| *seen)
+                    .map(|(k, _)| k.clone());
+                if let Some(oldest) = oldest {
+                    senders.remove(&oldest);
+                }
             }
+            let previous = senders.insert(sender.to_string(), (offset, Instant::now()));
+            previous.is_none_or(|(was, _)| {
+                (was - offset).unsigned_abs() >= NOISE.as_millis() as u64 / 2
+            })
+        };
+        // (The senders' lock is released first: `offset_ms` takes the two
+        // the other way round.)
+        if moved {
+            *self.estimate.lock().unwrap_or_else(|p| p.into_inner()) = None;
         }
-        senders.insert(
-            sender.to_string(),
-            (millis(signed_at) - millis(now), Instant::now()),
-        );
     }
 
     /// How far the cluster's clocks are from this node's (median over the
     /// recent senders and this node, ms; positive: they are ahead). 0 until
     /// enough senders were heard, and within the noise.
     pub fn offset_ms(&self) -> i64 {
+        let mut estimate = self.estimate.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some((at, offset)) = *estimate
+            && at.elapsed() < ESTIMATE_KEPT
+        {
+            return offset;
+        }
+        let offset = self.compute_offset_ms();
+        *estimate = Some((Instant::now(), offset));
+        offset
+    }
+
+    fn compute_offset_ms(&self) -> i64 {
         let mut offsets: Vec<i64> = {
             let mut senders = self.senders.lock().unwrap_or_else(|p| p.into_inner());
             senders.retain(|_, (_, seen)| seen.elapsed() < SENDER_TTL);
@@ -104,7 +141,7 @@ impl ClusterClock {
         *last = Some(Instant::now());
         tracing::warn!(
             skew_secs = -median / 1000,
-            "this node's clock differs from the clocks of the processes that call it; check NTP (records are judged by their time)"
+            "this process's clock differs from the clocks of the processes it talks to; check NTP (records are judged by their time)"
         );
     }
 }

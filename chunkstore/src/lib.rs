@@ -24,6 +24,7 @@ pub mod wire;
 
 pub use chunk::QuarantinedChunk;
 pub use client::{ClientError, NodeClient, ScanAnswer};
+pub use clock::ClusterClock;
 pub use layout_store::{Fence, LayoutStore};
 pub use scrub::ScrubConfig;
 pub use server::{StorageConfig, StorageNode, WorkerPort};

@@ -8,9 +8,25 @@
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::watch;
 
 use crate::client::{ClientError, NodeClient};
 use crate::layout_store::{Fence, LayoutStore};
+use crate::placement::NodeState;
+
+/// How often a node asks every other node of the registry for its clock:
+/// well within the time a process's clock counts (see `crate::clock`), so
+/// that a node's estimate always includes its peers, not only whoever
+/// happened to call it.
+const CLOCK_PROBE_EVERY: Duration = Duration::from_secs(60);
+
+/// The first probe, soon after start: the cluster's writes start too.
+const FIRST_CLOCK_PROBE: Duration = Duration::from_secs(2);
+
+/// A probe answer later than this is given up (it would be a poor sample).
+const CLOCK_PROBE_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Clone)]
 pub(crate) struct Peers {
@@ -68,5 +84,36 @@ impl Peers {
             }
             Err(e) => tracing::debug!(%addr, error = %e, "cannot fetch a newer layout"),
         }
+    }
+}
+
+/// Asks every other node of the registry for its status now and then: the
+/// answers carry the nodes' clocks, which the shared estimate learns.
+pub(crate) async fn probe_clocks(peers: Peers, mut stop: watch::Receiver<bool>) {
+    let mut wait = FIRST_CLOCK_PROBE;
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = stop.changed() => return,
+        }
+        if *stop.borrow() {
+            return;
+        }
+        wait = CLOCK_PROBE_EVERY;
+        let probes = peers
+            .layout
+            .registry()
+            .into_values()
+            .filter(|entry| entry.id != *peers.node_id && entry.state != NodeState::Removed)
+            .map(|entry| {
+                let client = peers.client.clone();
+                async move {
+                    // A node that does not answer gives no sample; nothing else to do.
+                    let _ =
+                        tokio::time::timeout(CLOCK_PROBE_TIMEOUT, client.status(entry.http_addr))
+                            .await;
+                }
+            });
+        futures::future::join_all(probes).await;
     }
 }

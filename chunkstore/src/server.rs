@@ -128,6 +128,7 @@ pub struct StorageNode {
     server: tokio::task::JoinHandle<()>,
     sync: tokio::task::JoinHandle<()>,
     scrub: tokio::task::JoinHandle<()>,
+    clock_probe: tokio::task::JoinHandle<()>,
 }
 
 /// The link between a storage node and the background workers that run
@@ -206,8 +207,12 @@ impl StorageNode {
             anyhow::Ok((node_id, meta, layout))
         })
         .await??;
-        let client =
-            NodeClient::new(&config.cluster_secret).accepting_legacy_peers(config.legacy_peers);
+        // The node's clock estimate learns from its callers' requests and
+        // from its peers' answers alike.
+        let clock = Arc::new(ClusterClock::default());
+        let client = NodeClient::new(&config.cluster_secret)
+            .accepting_legacy_peers(config.legacy_peers)
+            .sharing_clock(clock.clone());
         let peers = Peers {
             node_id: Arc::from(node_id.as_str()),
             layout: layout.clone(),
@@ -221,7 +226,6 @@ impl StorageNode {
             .with_context(|| format!("bind storage node to {}", config.http_addr))?;
         let addr = listener.local_addr()?;
 
-        let clock = Arc::new(ClusterClock::default());
         let state = Arc::new_cyclic(|weak: &Weak<State>| {
             // Weak: the registry must not keep the node (and redb) alive.
             let weak = weak.clone();
@@ -259,6 +263,7 @@ impl StorageNode {
             state.metrics.clone(),
             stop_rx.clone(),
         ));
+        let clock_probe = tokio::spawn(crate::peers::probe_clocks(peers.clone(), stop_rx.clone()));
         let sync = tokio::spawn(crate::sync::run(
             peers,
             state.meta.clone(),
@@ -274,6 +279,7 @@ impl StorageNode {
             server,
             sync,
             scrub,
+            clock_probe,
         })
     }
 
@@ -331,6 +337,8 @@ impl StorageNode {
         let _ = self.stop.send(true);
         self.scrub.abort();
         let _ = self.scrub.await;
+        self.clock_probe.abort();
+        let _ = self.clock_probe.await;
         if let Err(e) = self.server.await {
             tracing::warn!("storage node server task failed: {e}");
         }
@@ -651,12 +659,12 @@ async fn handle(state: Arc<State>, req: Request<Incoming>) -> Result<Resp, Infal
     let resp = handle_signed(&state, req)
         .await
         .unwrap_or_else(|r| r.into_response());
-    Ok(tagged(&state.secret, authorization.as_deref(), resp).await)
+    Ok(tagged(&state, authorization.as_deref(), resp).await)
 }
 
-/// Adds the protocol version and, for a request that carried a signature,
-/// the answer tag bound to it.
-async fn tagged(secret: &str, authorization: Option<&[u8]>, resp: Resp) -> Resp {
+/// Adds the protocol version, this node's name and clock and, for a
+/// request that carried a signature, the answer tag bound to it.
+async fn tagged(state: &State, authorization: Option<&[u8]>, resp: Resp) -> Resp {
     let (mut parts, body) = resp.into_parts();
     let body = match body.collect().await {
         Ok(collected) => collected.to_bytes(),
@@ -665,11 +673,22 @@ async fn tagged(secret: &str, authorization: Option<&[u8]>, resp: Resp) -> Resp 
     parts
         .headers
         .insert(header::PROTOCOL, http::HeaderValue::from(wire::PROTOCOL));
+    if let Ok(name) = http::HeaderValue::from_str(&state.node_id) {
+        parts.headers.insert(header::SENDER, name);
+    }
+    parts.headers.insert(
+        header::TIME,
+        http::HeaderValue::from(crate::clock::wall_ms()),
+    );
     if let Some(authorization) = authorization {
         let text = |name: &str| parts.headers.get(name).and_then(|v| v.to_str().ok());
-        let content =
-            auth::answer_content(text(wire::header::CRC32C), text(wire::header::SIZE), &body);
-        let tag = auth::answer_tag(secret, authorization, parts.status.as_u16(), &content);
+        let content = auth::answer_content(text, &body);
+        let tag = auth::answer_tag(
+            &state.secret,
+            authorization,
+            parts.status.as_u16(),
+            &content,
+        );
         // Hex is always a valid header value.
         if let Ok(v) = http::HeaderValue::from_str(&tag) {
             parts.headers.insert(header::ANSWER_TAG, v);
@@ -792,6 +811,7 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 )
             })?;
             let epoch = epoch.ok_or_else(|| missing(header::EPOCH))?;
+            check_clock(&state.clock, std::slice::from_ref(&req.write))?;
             match state.primary.conditional(table, epoch, req).await {
                 Ok(outcome) => Ok(postcard_body(&outcome)),
                 Err(Refusal::Fenced(fence)) => Err(fenced(fence)),
@@ -809,6 +829,7 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
                 ));
             }
             let epoch = epoch.ok_or_else(|| missing(header::EPOCH))?;
+            check_clock(&state.clock, std::slice::from_ref(&req.write))?;
             match state.primary.guarded(table, epoch, req).await {
                 Ok(outcome) => Ok(postcard_body(&outcome)),
                 Err(Refusal::Fenced(fence)) => Err(fenced(fence)),

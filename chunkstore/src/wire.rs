@@ -256,8 +256,12 @@ pub mod header {
     /// sent (a count or byte bound cut the page).
     pub const MORE: &str = "x-fd-more";
     /// The name of the process that sends a request (a node id, a
-    /// gateway's name): the receiver counts each sender's clock once.
+    /// gateway's name), or the node id on an answer: the receiver counts
+    /// each process's clock once.
     pub const SENDER: &str = "x-fd-sender";
+    /// On an answer: the answering node's clock when it answered (ms since
+    /// the Unix epoch), so that callers learn the storage nodes' time.
+    pub const TIME: &str = "x-fd-time";
     /// HMAC of an answer under the cluster secret, bound to the request's
     /// signature (see `crate::auth::answer_tag`).
     pub const ANSWER_TAG: &str = "x-fd-answer-tag";

@@ -103,13 +103,13 @@ pub async fn start(
     config: GatewayConfig,
     membership: watch::Receiver<Arc<Snapshot>>,
 ) -> anyhow::Result<RunningGateway> {
-    let hlc = Arc::new(Hlc::new());
     let client = chunkstore::NodeClient::new(&config.cluster_secret)
         .accepting_legacy_peers(config.legacy_peers)
         .sending_as(&format!(
             "gateway-{}",
             hex::encode(rand::random::<[u8; 6]>())
         ));
+    let hlc = Arc::new(Hlc::following(client.clock().clone()));
     let cluster = Cluster::new(membership.clone(), client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     let data = DataPath::new(cluster.clone(), config.chunk_size);

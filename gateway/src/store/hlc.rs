@@ -7,10 +7,19 @@
 //! future would otherwise drag every timestamp of the cluster with it. Such
 //! a timestamp is logged and counted (`flexdrive_hlc_future_timestamps_total`);
 //! a write stamped that far ahead still wins over later ones until real time
-//! catches up, which is what a clock that wrong costs.
+//! catches up, which is what a clock that wrong costs (and why storage
+//! nodes refuse such writes, and `Tables` refuses to send them).
+//!
+//! A process whose clock is behind the storage nodes' (the median of their
+//! clocks, as their answers tell it: `chunkstore::ClusterClock`) stamps by
+//! their time instead: its writes would otherwise lose to earlier writes
+//! for as long as its clock is behind, though it acknowledged them.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use chunkstore::ClusterClock;
 
 pub use chunkstore::wire::ts_millis;
 use chunkstore::wire::ts_of_millis;
@@ -23,11 +32,13 @@ pub const MAX_AHEAD: Duration = Duration::from_secs(60);
 /// Least time between two log lines about refused timestamps.
 const WARN_EVERY_MS: u64 = 10_000;
 
-#[derive(Debug, Default)]
+#[derive(Default)]
 pub struct Hlc {
     last: AtomicU64,
     refused: AtomicU64,
     last_warning_ms: AtomicU64,
+    /// The storage nodes' time, when this process talks to them.
+    cluster: Option<Arc<ClusterClock>>,
 }
 
 impl Hlc {
@@ -35,9 +46,17 @@ impl Hlc {
         Hlc::default()
     }
 
+    /// A clock that never runs behind the storage nodes' `cluster` time.
+    pub fn following(cluster: Arc<ClusterClock>) -> Hlc {
+        Hlc {
+            cluster: Some(cluster),
+            ..Hlc::default()
+        }
+    }
+
     /// A timestamp greater than every one issued or followed before.
     pub fn now(&self) -> u64 {
-        let wall = ts_of_millis(wall_ms());
+        let wall = ts_of_millis(self.reference_ms());
         let mut prev = self.last.load(Ordering::Relaxed);
         loop {
             let next = wall.max(prev + 1);
@@ -51,10 +70,16 @@ impl Hlc {
         }
     }
 
+    /// This process's clock, or the storage nodes' where that is later (ms).
+    fn reference_ms(&self) -> u64 {
+        let own = wall_ms();
+        self.cluster.as_ref().map_or(own, |c| own.max(c.now_ms()))
+    }
+
     /// Moves the clock past a timestamp read from the cluster, unless it is
     /// more than [`MAX_AHEAD`] in the future (then it is counted instead).
     pub fn observe(&self, ts: u64) {
-        let now_ms = wall_ms();
+        let now_ms = self.reference_ms();
         let limit = ts_of_millis(now_ms + MAX_AHEAD.as_millis() as u64);
         if ts > limit {
             self.refused.fetch_add(1, Ordering::Relaxed);

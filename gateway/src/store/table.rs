@@ -18,7 +18,9 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use chunkstore::layout::QUORUM;
+use chunkstore::limits::MAX_RECORD_AHEAD;
 use chunkstore::merge::{condition_holds, merge};
+use chunkstore::wire::{ts_millis, ts_of_millis};
 use chunkstore::{
     CasOutcome, CasRequest, ClientError, Condition, ConditionalOutcome, ConditionalWrite, Expect,
     Fence, GuardedWrite, NodeClient, Record, Table,
@@ -98,6 +100,7 @@ impl Tables {
         partition: u16,
         records: Vec<Record>,
     ) -> S3Result<()> {
+        self.check_clock(records.iter().map(|r| r.ts).max())?;
         let records = Arc::new(records);
         self.fenced("write", |layout| {
             let records = records.clone();
@@ -155,6 +158,7 @@ impl Tables {
         condition: Condition,
         write: Record,
     ) -> S3Result<ConditionalOutcome> {
+        self.check_clock(Some(write.ts))?;
         let req = ConditionalWrite { condition, write };
         self.on_primary(table, partition, OnPrimary::Conditional(&req))
             .await
@@ -172,6 +176,7 @@ impl Tables {
         condition: Condition,
         write: Record,
     ) -> S3Result<ConditionalOutcome> {
+        self.check_clock(Some(write.ts))?;
         let (guard_table, guard_key) = guard;
         let req = GuardedWrite {
             guard_table,
@@ -181,6 +186,26 @@ impl Tables {
         };
         self.on_primary(table, partition, OnPrimary::Guarded(&req))
             .await
+    }
+
+    /// Refuses a write stamped further ahead of the storage nodes' clocks
+    /// (as their answers tell them) than they accept, before it is sent
+    /// anywhere: this process's clock is wrong, and a node whose clock is
+    /// wrong too might keep a replica of a write the others refuse.
+    fn check_clock(&self, newest: Option<u64>) -> S3Result<()> {
+        let Some(ts) = newest else {
+            return Ok(());
+        };
+        let cluster_ms = self.cluster.client().clock().now_ms();
+        let limit = ts_of_millis(cluster_ms + MAX_RECORD_AHEAD.as_millis() as u64);
+        if ts <= limit {
+            return Ok(());
+        }
+        Err(s3_error!(
+            ServiceUnavailable,
+            "this process's clock is {} s ahead of the storage nodes' clocks: writes are refused until it is right (check NTP)",
+            ts_millis(ts).saturating_sub(cluster_ms) / 1000
+        ))
     }
 
     async fn on_primary(

@@ -220,10 +220,10 @@ pub fn start(
     membership: watch::Receiver<Arc<Snapshot>>,
     port: WorkerPort,
 ) -> Background {
-    let hlc = Arc::new(Hlc::new());
     let client = chunkstore::NodeClient::new(cluster_secret)
         .accepting_legacy_peers(config.legacy_peers)
         .sending_as(node_id);
+    let hlc = Arc::new(Hlc::following(client.clock().clone()));
     let cluster = Cluster::new(membership, client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     // Workers only delete and copy chunks; the chunk size is never used to cut.
