@@ -22,6 +22,23 @@ runs these cases against it with boto3, each bounded in time:
   restored-backup     a storage node is restarted from an older copy of its
                       data directory (a restored backup) after more objects
                       were written.
+  gateway-crash       kill -9 of the gateway serving CompleteMultipartUpload,
+                      at a random moment of it; the client retries Complete
+                      through the other gateway (as an SDK would) and must get
+                      the object, whole; a later Abort answers NoSuchUpload.
+  durability          (after the others) the durability worker's count of
+                      chunks below three copies comes back to 0, and every
+                      chunk file a fault deleted is on three nodes again (or
+                      was collected, had no record listed it).
+  slow-upload         a PUT and an UploadPart whose first megabytes come at
+                      once and the rest a byte at a time, for longer than the
+                      garbage collector's grace period (lowered to 120 s for
+                      the suite, sweeps every 2 s): the chunks they stored
+                      first must survive the sweeps (write leases).
+
+The storage nodes run with the garbage collector lowered for the whole suite
+(FLEXDRIVE_GC_GRACE=120, FLEXDRIVE_GC_INTERVAL=2, FLEXDRIVE_GC_SETTLE=10),
+so it sweeps during every case.
 
 At the end of each case every acknowledged write is read back through both
 gateways and compared (sha256). The report prints, per case, how often each
@@ -41,6 +58,8 @@ Ctrl-C); the cluster dir is kept on failure or with --keep.
 
 import argparse
 import hashlib
+import http.client
+import json
 import os
 import random
 import shutil
@@ -50,10 +69,14 @@ import sys
 import tempfile
 import threading
 import time
+import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 
 import boto3
+from botocore.auth import S3SigV4Auth
+from botocore.awsrequest import AWSRequest
 from botocore.config import Config
+from botocore.credentials import Credentials
 from botocore.exceptions import BotoCoreError, ClientError
 
 from transitions import free_port_block
@@ -70,6 +93,9 @@ READY_WAIT = 60  # until a bucket can be created
 STOPPED_SECONDS = 4  # how long a SIGSTOPped node stays stopped
 KILLED_SECONDS = 3  # how long a killed node stays down before its restart
 MIB = 1024 * 1024
+# The garbage collector as the suite runs it: a short grace, frequent sweeps.
+GC_SETTINGS = {"FLEXDRIVE_GC_GRACE": "120", "FLEXDRIVE_GC_INTERVAL": "2", "FLEXDRIVE_GC_SETTLE": "10"}
+GC_GRACE = int(GC_SETTINGS["FLEXDRIVE_GC_GRACE"])
 
 
 def log(message):
@@ -91,7 +117,9 @@ class Cluster:
         self.binary = binary
         self.dir = directory
         self.base_port = base_port
-        self.env = dict(os.environ, FLEXDRIVE_BIN=binary)
+        self.env = dict(os.environ, FLEXDRIVE_BIN=binary, **GC_SETTINGS)
+        self.deleted_chunks = set()  # ids of chunk files a fault deleted
+        self.last_fault_ms = 0
 
     def script(self, *args, timeout=START_TIMEOUT):
         command = [LOCAL_CLUSTER, *args, "--dir", self.dir, "--base-port", str(self.base_port)]
@@ -130,6 +158,47 @@ class Cluster:
                 s3={"addressing_style": "path"},
             ),
         )
+
+    def port(self, gateway):
+        return self.base_port + gateway - 1
+
+    def admin(self, path):
+        """A JSON document of the admin API (gateway 1), or None."""
+        request = urllib.request.Request(
+            f"http://127.0.0.1:{self.base_port + 80}{path}",
+            headers={"Authorization": f"Bearer {self.settings['FLEXDRIVE_ADMIN_TOKEN']}"},
+        )
+        try:
+            with urllib.request.urlopen(request, timeout=10) as response:
+                return json.loads(response.read())
+        except (OSError, ValueError):
+            return None
+
+    def slow_put(self, gateway, path, head, tail, seconds):
+        """PUTs `head` at once, then `tail` a byte at a time spread over
+        `seconds`, signed with an unsigned payload as SDKs stream; returns
+        (status, body of the answer)."""
+        url = f"http://127.0.0.1:{self.port(gateway)}{path}"
+        request = AWSRequest(method="PUT", url=url, headers={"Content-Length": str(len(head) + len(tail))})
+        request.context["client_config"] = Config(s3={"payload_signing_enabled": False})
+        credentials = Credentials(self.settings["FLEXDRIVE_ROOT_ACCESS_KEY"], self.settings["FLEXDRIVE_ROOT_SECRET_KEY"])
+        S3SigV4Auth(credentials, "s3", REGION).add_auth(request)
+        connection = http.client.HTTPConnection("127.0.0.1", self.port(gateway), timeout=60)
+        try:
+            connection.putrequest("PUT", path, skip_host=True, skip_accept_encoding=True)
+            connection.putheader("Host", f"127.0.0.1:{self.port(gateway)}")
+            for name, value in request.headers.items():
+                connection.putheader(name, value)
+            connection.endheaders()
+            connection.send(head)
+            pause = seconds / max(1, len(tail))
+            for byte in tail:
+                time.sleep(pause)
+                connection.send(bytes([byte]))
+            response = connection.getresponse()
+            return response.status, response.read().decode(errors="replace")
+        finally:
+            connection.close()
 
     def pid(self, name):
         try:
@@ -390,6 +459,7 @@ def crashes(cluster, seconds, writers):
                 try:
                     if kind == "delete chunk file":
                         os.remove(victim)
+                        cluster.deleted_chunks.add(os.path.basename(victim))
                     else:
                         with open(victim, "r+b") as f:
                             size = os.path.getsize(victim)
@@ -403,6 +473,7 @@ def crashes(cluster, seconds, writers):
         for t in threads:
             t.join(timeout=90)
         restart_missing()
+        cluster.last_fault_ms = int(time.time() * 1000)
     case.acknowledged = len(expected)
     read_back(cluster, case, bucket, expected)
     if failures:
@@ -454,9 +525,193 @@ def restored_backup(cluster, objects):
     shutil.move(backup, cluster.storage_dir(node))
     case.fault("node restarted from an older data directory")
     start_nodes()
+    cluster.last_fault_ms = int(time.time() * 1000)
     write("restored", objects // 2)
     case.acknowledged = len(expected)
     read_back(cluster, case, bucket, expected)
+    return case
+
+
+def slow_upload(cluster, seconds):
+    case = Case("slow-upload")
+    bucket = "faults-slow"
+    s3 = cluster.client(1)
+    cluster.wait_writable(s3, bucket)
+    # Three chunks stored at once, then a trickle that outlasts the grace.
+    head, tail = os.urandom(3 * MIB), os.urandom(100)
+    expected = {}
+    upload = s3.create_multipart_upload(Bucket=bucket, Key="slow-part")["UploadId"]
+    sweeps = set()
+    done = threading.Event()
+
+    def watch_gc():
+        while not done.is_set():
+            report = cluster.admin("/v1/gc")
+            if report and report.get("last_complete_ms"):
+                sweeps.add(report["last_complete_ms"])
+            done.wait(3)
+
+    watcher = threading.Thread(target=watch_gc, daemon=True)
+    watcher.start()
+    with ThreadPoolExecutor(max_workers=2) as pool:
+        put = pool.submit(cluster.slow_put, 1, f"/{bucket}/slow-put", head, tail, seconds)
+        part = pool.submit(
+            cluster.slow_put, 2, f"/{bucket}/slow-part?partNumber=1&uploadId={upload}", head, tail, seconds
+        )
+        put_answer, part_answer = put.result(), part.result()
+    done.set()
+    watcher.join(timeout=15)
+    case.fault(f"PUT and UploadPart over {seconds} s (grace {GC_GRACE} s)")
+    case.notes.append(f"garbage-collection sweeps completed while they streamed: {len(sweeps)}")
+    if len(sweeps) < 3:
+        case.broken.append(f"the garbage collector swept {len(sweeps)} times during the uploads; the case proves nothing")
+    if put_answer[0] == 200:
+        case.acknowledged += 1
+        expected["slow-put"] = sha(head + tail)
+    else:
+        case.notes.append(f"slow PUT refused: {put_answer}")
+    if part_answer[0] == 200:
+        etag = s3.list_parts(Bucket=bucket, Key="slow-part", UploadId=upload)["Parts"][0]["ETag"]
+        s3.complete_multipart_upload(
+            Bucket=bucket, Key="slow-part", UploadId=upload,
+            MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]},
+        )
+        case.acknowledged += 1
+        expected["slow-part"] = sha(head + tail)
+    else:
+        case.notes.append(f"slow UploadPart refused: {part_answer}")
+    if not expected:
+        case.broken.append("neither slow upload was acknowledged")
+    read_back(cluster, case, bucket, expected)
+    return case
+
+
+def gateway_crash(cluster, rounds):
+    case = Case("gateway-crash")
+    bucket = "faults-gateway-crash"
+    s3 = cluster.client(1)
+    cluster.wait_writable(s3, bucket)
+    first, second = os.urandom(5 * MIB), os.urandom(1024)
+    expected = {}
+    answers = {}
+    # How long a Complete takes through gateway 2, as this client sees it:
+    # the kills are spread over that time.
+    key = "calibration"
+    upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+    etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=1, Body=second)["ETag"]
+    calibrating = cluster.client(2)
+    calibrating.head_bucket(Bucket=bucket)
+    began = time.time()
+    calibrating.complete_multipart_upload(
+        Bucket=bucket, Key=key, UploadId=upload, MultipartUpload={"Parts": [{"PartNumber": 1, "ETag": etag}]}
+    )
+    complete_takes = time.time() - began
+    expected[key] = sha(second)
+    case.acknowledged += 1
+    case.notes.append(f"a Complete takes {complete_takes * 1000:.0f} ms (a connected client)")
+    for round_number in range(rounds):
+        key = f"crash-{round_number}"
+        upload = s3.create_multipart_upload(Bucket=bucket, Key=key)["UploadId"]
+        parts = []
+        for number, body in ((1, first), (2, second)):
+            etag = s3.upload_part(Bucket=bucket, Key=key, UploadId=upload, PartNumber=number, Body=body)["ETag"]
+            parts.append({"PartNumber": number, "ETag": etag})
+        document = {"Parts": parts}
+        doomed = cluster.client(2)
+        ready_by = time.time() + READY_WAIT
+        while True:  # connected (and the restarted gateway ready) before the race
+            try:
+                doomed.head_bucket(Bucket=bucket)
+                break
+            except (ClientError, BotoCoreError):
+                if time.time() > ready_by:
+                    raise
+                time.sleep(0.3)
+        pid = cluster.pid("gateway-2")
+        if pid is None:
+            raise RuntimeError("gateway-2 is not running")
+
+        def complete_doomed():
+            try:
+                doomed.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload=document)
+                return "ok"
+            except (ClientError, BotoCoreError) as e:
+                return code_of(e)
+
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            first_try = pool.submit(complete_doomed)
+            # Spread over the time a Complete takes, from before it starts
+            # to after it answered.
+            time.sleep(random.uniform(0, complete_takes))
+            os.kill(pid, signal.SIGKILL)
+            case.fault("kill -9 of the gateway during Complete")
+            first_answer = first_try.result()
+        started = cluster.script("start", "--storage", str(STORAGE_NODES), "--gateways", str(GATEWAYS))
+        if started.returncode != 0:
+            raise RuntimeError(f"restart failed: {started.stdout}{started.stderr}")
+        # The SDK's retry, through the other gateway; 503s (a Complete the
+        # dead gateway left half-way waits out its lease) are retried too.
+        retry = "not tried"
+        deadline = time.time() + 90
+        while time.time() < deadline:
+            try:
+                s3.complete_multipart_upload(Bucket=bucket, Key=key, UploadId=upload, MultipartUpload=document)
+                retry = "ok"
+                break
+            except (ClientError, BotoCoreError) as e:
+                retry = code_of(e)
+                if retry not in ("ServiceUnavailable", "SlowDown", "InternalError", "ReadTimeoutError"):
+                    break
+                time.sleep(1)
+        answers[f"{first_answer} then {retry}"] = answers.get(f"{first_answer} then {retry}", 0) + 1
+        if first_answer == "ok" or retry == "ok":
+            case.acknowledged += 1
+            expected[key] = sha(first + second)
+        if retry != "ok":
+            case.broken.append(f"round {round_number}: the retried Complete answered {retry} (first: {first_answer})")
+            continue
+        try:
+            s3.abort_multipart_upload(Bucket=bucket, Key=key, UploadId=upload)
+            case.broken.append(f"round {round_number}: Abort after a completed upload succeeded")
+        except ClientError as e:
+            if code_of(e) != "NoSuchUpload":
+                case.broken.append(f"round {round_number}: Abort after Complete answered {code_of(e)}")
+    read_back(cluster, case, bucket, expected)
+    case.notes.append("first Complete then retried Complete: " + ", ".join(f"{k} ×{v}" for k, v in sorted(answers.items())))
+    return case
+
+
+def durability(cluster, wait):
+    case = Case("durability")
+    started = time.time()
+    figures = []
+    report = None
+    while time.time() - started < wait:
+        report = cluster.admin("/v1/repair")
+        if report is not None:
+            below = report.get("chunks_below_three_copies")
+            if not figures or figures[-1] != below:
+                figures.append(below)
+            if (report.get("complete") and (report.get("last_complete_ms") or 0) > cluster.last_fault_ms
+                    and below == 0):
+                break
+        time.sleep(3)
+    else:
+        case.broken.append(f"chunks below three copies did not come back to 0 within {wait} s: {report}")
+    case.notes.append(f"chunks below three copies, as reported after the faults: {figures} "
+                      f"(waited {time.time() - started:.0f} s)")
+    copies = {}
+    for node in range(1, STORAGE_NODES + 1):
+        for path in cluster.chunk_files(node):
+            name = os.path.basename(path)
+            copies[name] = copies.get(name, 0) + 1
+    for chunk in sorted(cluster.deleted_chunks):
+        found = copies.get(chunk, 0)
+        if 0 < found < 3:
+            case.broken.append(f"chunk {chunk} (a file a fault deleted) has {found} copies while 0 are reported below three")
+    back = sum(1 for c in cluster.deleted_chunks if copies.get(c, 0) >= 3)
+    case.notes.append(f"deleted chunk files: {len(cluster.deleted_chunks)}, on three nodes again: {back}, "
+                      f"collected as orphans: {len(cluster.deleted_chunks) - back}")
     return case
 
 
@@ -485,7 +740,12 @@ def main():
     parser.add_argument("--backup-objects", type=int, default=60)
     parser.add_argument("--base-port", type=int, help="first port of the cluster's block [a free one]")
     parser.add_argument("--keep", action="store_true", help="keep the cluster dir")
-    parser.add_argument("--cases", default="multipart-race,delete-bucket-race,crashes,restored-backup",
+    parser.add_argument("--slow-seconds", type=int, default=GC_GRACE + 30,
+                        help="how long the slow uploads stream (longer than the suite's GC grace)")
+    parser.add_argument("--crash-rounds", type=int, default=8, help="gateway kills during Complete")
+    parser.add_argument("--durability-wait", type=int, default=240,
+                        help="how long the durability case waits for chunks below three copies to come back to 0")
+    parser.add_argument("--cases", default="multipart-race,delete-bucket-race,crashes,restored-backup,gateway-crash,slow-upload,durability",
                         help="comma-separated cases to run [all]")
     args = parser.parse_args()
     if not os.access(args.bin, os.X_OK):
@@ -507,6 +767,9 @@ def main():
             ("delete-bucket-race", lambda: delete_bucket_race(cluster, args.rounds)),
             ("crashes", lambda: crashes(cluster, args.crash_seconds, args.writers)),
             ("restored-backup", lambda: restored_backup(cluster, args.backup_objects)),
+            ("gateway-crash", lambda: gateway_crash(cluster, args.crash_rounds)),
+            ("slow-upload", lambda: slow_upload(cluster, args.slow_seconds)),
+            ("durability", lambda: durability(cluster, args.durability_wait)),
         ):
             if name not in args.cases.split(","):
                 continue

@@ -168,12 +168,29 @@ struct ServerArgs {
     /// Storage nodes to run [default: 3].
     #[arg(long, env = "FLEXDRIVE_STORAGE_NODES")]
     storage_nodes: Option<usize>,
-    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
-    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
-    dead_node_timeout: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     #[serde(flatten)]
     s3: S3Args,
+}
+
+#[derive(Args, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct WorkerArgs {
+    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
+    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
+    dead_node_timeout: Option<u64>,
+    /// Seconds an unlisted chunk file is kept before the garbage collector deletes it, unless a write in progress holds it [default: 900; at least 120].
+    #[arg(long, env = "FLEXDRIVE_GC_GRACE")]
+    gc_grace: Option<u64>,
+    /// Seconds between two garbage-collection sweeps over every chunk file [default: 3600].
+    #[arg(long, env = "FLEXDRIVE_GC_INTERVAL")]
+    gc_interval: Option<u64>,
+    /// Seconds the layout must stay unchanged before the garbage collector sweeps (records settle on new replicas) [default: 1800].
+    #[arg(long, env = "FLEXDRIVE_GC_SETTLE")]
+    gc_settle: Option<u64>,
 }
 
 #[derive(Args, Default, Deserialize)]
@@ -242,9 +259,9 @@ struct StorageArgs {
     /// Address for /metrics, /health/live and /health/ready [default: off].
     #[arg(long, env = "FLEXDRIVE_ADMIN_ADDR")]
     admin_addr: Option<SocketAddr>,
-    /// Seconds a storage node may be down before its chunks are copied elsewhere [default: 600].
-    #[arg(long, env = "FLEXDRIVE_DEAD_NODE_TIMEOUT")]
-    dead_node_timeout: Option<u64>,
+    #[command(flatten)]
+    #[serde(flatten)]
+    workers: WorkerArgs,
     #[command(flatten)]
     #[serde(flatten)]
     cluster: ClusterArgs,
@@ -368,13 +385,35 @@ fn chunk_size(s3: &S3Args) -> anyhow::Result<usize> {
     Ok(size)
 }
 
-/// The storage nodes' background workers, with the operator's dead-node timeout.
-fn background(dead_node_timeout: Option<u64>) -> gateway::workers::BackgroundConfig {
+/// The storage nodes' background workers, with the operator's settings
+/// (flags over the file's).
+fn background(
+    flags: &WorkerArgs,
+    file: &WorkerArgs,
+) -> anyhow::Result<gateway::workers::BackgroundConfig> {
     let mut config = gateway::workers::BackgroundConfig::default();
-    if let Some(secs) = dead_node_timeout {
+    if let Some(secs) = flags.dead_node_timeout.or(file.dead_node_timeout) {
         config.repair.dead_after = Duration::from_secs(secs);
     }
-    config
+    if let Some(secs) = flags.gc_grace.or(file.gc_grace) {
+        let least = gateway::limits::MIN_GC_GRACE.as_secs();
+        if secs < least {
+            bail!(
+                "--gc-grace must be at least {least} seconds (a write commits without a lease for up to a minute), got {secs}"
+            );
+        }
+        config.gc.grace = Duration::from_secs(secs);
+    }
+    if let Some(secs) = flags.gc_interval.or(file.gc_interval) {
+        if secs == 0 {
+            bail!("--gc-interval must be at least 1 second");
+        }
+        config.gc.interval = Duration::from_secs(secs);
+    }
+    if let Some(secs) = flags.gc_settle.or(file.gc_settle) {
+        config.gc.settle = Duration::from_secs(secs);
+    }
+    Ok(config)
 }
 
 fn domains(s3: &S3Args) -> Vec<String> {
@@ -478,7 +517,7 @@ async fn server(flags: ServerArgs, file: ServerArgs) -> anyhow::Result<()> {
         probe_period: DEFAULT_PROBE_PERIOD,
         admin_addr: Some(admin_addr),
         admin_token: Some(admin_token.clone()),
-        background: background(flags.dead_node_timeout.or(file.dead_node_timeout)),
+        background: background(&flags.workers, &file.workers)?,
         nodes: Default::default(),
         connections: connection_limits(&s3)?,
     })
@@ -528,7 +567,7 @@ async fn storage(flags: StorageArgs, file: StorageArgs) -> anyhow::Result<()> {
             config
         },
         gossip(&cluster)?,
-        background(flags.dead_node_timeout.or(file.dead_node_timeout)),
+        background(&flags.workers, &file.workers)?,
     )
     .await?;
     println!(

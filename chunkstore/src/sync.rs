@@ -44,12 +44,13 @@ use crate::placement::partition_of;
 use crate::wire::{Record, Table, ts_of_millis};
 
 /// The partitioned tables (the layout table is the node's own).
-pub const SYNCED_TABLES: [Table; 5] = [
+pub const SYNCED_TABLES: [Table; 6] = [
     Table::Buckets,
     Table::Objects,
     Table::Uploads,
     Table::Parts,
     Table::Keys,
+    Table::Leases,
 ];
 
 /// Records read per page, at most (pages are bounded in bytes too).

@@ -72,16 +72,22 @@ pub enum Table {
     Parts,
     Keys,
     Layout,
+    /// Write leases: a write whose chunks are stored but not yet listed by
+    /// a record (a slow PUT or part) holds one, so the garbage collector
+    /// leaves its chunks alone. Added after 0.1 (last, so that the encoded
+    /// index of every older table stays).
+    Leases,
 }
 
 impl Table {
-    pub const ALL: [Table; 6] = [
+    pub const ALL: [Table; 7] = [
         Table::Buckets,
         Table::Objects,
         Table::Uploads,
         Table::Parts,
         Table::Keys,
         Table::Layout,
+        Table::Leases,
     ];
 
     pub fn name(self) -> &'static str {
@@ -92,6 +98,7 @@ impl Table {
             Table::Parts => "parts",
             Table::Keys => "keys",
             Table::Layout => "layout",
+            Table::Leases => "leases",
         }
     }
 

@@ -168,10 +168,31 @@ pub const REPAIR_ATTEMPTS: usize = 3;
 /// file and the start of the next.
 pub const GC_INTERVAL: Duration = Duration::from_secs(60 * 60);
 
-/// Age an unlisted chunk file must reach before the collector deletes it:
-/// far longer than any write takes between storing its chunks and writing
-/// the record that lists them (one part or object of at most 5 GiB).
-pub const GC_GRACE: Duration = Duration::from_secs(6 * 60 * 60);
+/// Age an unlisted chunk file must reach before the collector deletes it
+/// (if no write lease holds it): writes longer than [`LEASE_AFTER`] hold a
+/// lease, so this only has to outlast [`LEASE_TTL`] with a wide margin.
+pub const GC_GRACE: Duration = Duration::from_secs(15 * 60);
+
+/// The shortest grace an operator may set: a write commits without a lease
+/// for up to [`LEASE_TTL`], so its chunks must not be taken sooner.
+pub const MIN_GC_GRACE: Duration = Duration::from_secs(2 * 60);
+
+/// A write that runs this long takes a write lease (see `store::lease`).
+pub const LEASE_AFTER: Duration = Duration::from_secs(5);
+
+/// How long one write lease (or the start of a write) covers it.
+pub const LEASE_TTL: Duration = Duration::from_secs(60);
+
+/// How often a write renews its lease while its body streams.
+pub const LEASE_RENEW: Duration = Duration::from_secs(15);
+
+/// How soon a failed renewal is tried again.
+pub const LEASE_RETRY: Duration = Duration::from_secs(2);
+
+/// What a write keeps of each lease for clocks that differ and requests
+/// that take time: it commits only within `LEASE_TTL - LEASE_MARGIN` of a
+/// renewal.
+pub const LEASE_MARGIN: Duration = Duration::from_secs(20);
 
 /// Pause between two passes of one sweep, so that a sweep never keeps the
 /// storage nodes busy.

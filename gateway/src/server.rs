@@ -112,7 +112,7 @@ pub async fn start(
     let hlc = Arc::new(Hlc::following(client.clock().clone()));
     let cluster = Cluster::new(membership.clone(), client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
-    let data = DataPath::new(cluster.clone(), config.chunk_size);
+    let data = DataPath::new(&tables, config.chunk_size);
     let keys = Arc::new(KeyStore::new(tables.clone()));
     let gateway = Gateway::new(
         tables.clone(),

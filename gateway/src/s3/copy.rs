@@ -223,6 +223,7 @@ impl Inner {
         let written = self
             .copy_data(src, 0..src.size, chunks_owner, &[algorithm])
             .await?;
+        let lease = written.lease;
         let etag = hex::encode(written.md5);
         let data = ObjectData {
             size: written.size,
@@ -246,7 +247,9 @@ impl Inner {
             condition: None,
             owns_chunks: true,
         };
+        self.still_leased(&lease, &new.data.chunks)?;
         let version = self.commit_version(&dst_bucket, &input.key, new).await?;
+        drop(lease);
         let mut result = CopyObjectResult {
             e_tag: Some(ETag::Strong(etag)),
             last_modified: Some(timestamp(version.last_modified_ms)),
@@ -289,14 +292,13 @@ impl Inner {
         let written = self
             .copy_data(&source.data, range, owner, &algorithms)
             .await?;
+        let lease = written.lease.clone();
+        let part = part_record(input.part_number, written);
+        self.still_leased(&lease, &part.chunks)?;
         let part = self
-            .store_part(
-                &bucket,
-                &input.key,
-                &input.upload_id,
-                part_record(input.part_number, written),
-            )
+            .store_part(&bucket, &input.key, &input.upload_id, part)
             .await?;
+        drop(lease);
         let mut result = CopyPartResult {
             e_tag: Some(ETag::Strong(part.etag)),
             last_modified: Some(timestamp(part.last_modified_ms)),

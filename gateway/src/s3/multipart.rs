@@ -156,14 +156,13 @@ impl Inner {
             expected_md5,
             requested.as_ref(),
         )?;
+        let lease = written.lease.clone();
+        let part = part_record(input.part_number, written);
+        self.still_leased(&lease, &part.chunks)?;
         let part = self
-            .store_part(
-                &bucket,
-                &input.key,
-                &input.upload_id,
-                part_record(input.part_number, written),
-            )
+            .store_part(&bucket, &input.key, &input.upload_id, part)
             .await?;
+        drop(lease);
         let mut output = UploadPartOutput {
             e_tag: Some(ETag::Strong(part.etag)),
             ..Default::default()

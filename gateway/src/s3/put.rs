@@ -17,7 +17,8 @@ use crate::checksum::{self, DEFAULT_ALGORITHM, Requested, requested_checksum, se
 use crate::limits::MAX_PUT_SIZE;
 use crate::store::data::Written;
 use crate::store::hlc::{ts_millis, wall_ms};
-use crate::store::model::{self, BucketRecord, ObjectData, ObjectRecord, ObjectVersion};
+use crate::store::lease::WriteLease;
+use crate::store::model::{self, BucketRecord, ChunkRef, ObjectData, ObjectRecord, ObjectVersion};
 
 /// A version about to be committed.
 pub(crate) struct NewVersion {
@@ -193,6 +194,7 @@ impl Inner {
             requested.as_ref(),
         )?;
         let stored_checksums = checksum::to_dto(&written.checksums);
+        let lease = written.lease;
 
         let etag = hex::encode(written.md5);
         let data = ObjectData {
@@ -216,7 +218,9 @@ impl Inner {
             condition,
             owns_chunks: true,
         };
+        self.still_leased(&lease, &new.data.chunks)?;
         let version = self.commit_version(&bucket, &input.key, new).await?;
+        drop(lease);
         let mut output = PutObjectOutput {
             e_tag: Some(ETag::Strong(etag)),
             version_id: bucket.versioning.label_of_write(&version.version_id),
@@ -224,6 +228,14 @@ impl Inner {
         };
         set_checksums!(output, stored_checksums, typed);
         Ok(S3Response::new(output))
+    }
+
+    /// Ok if a write may still commit the record listing `chunks` (see
+    /// `store::lease`); otherwise its chunks are freed.
+    pub(crate) fn still_leased(&self, lease: &WriteLease, chunks: &[ChunkRef]) -> S3Result<()> {
+        lease
+            .holds()
+            .inspect_err(|_| self.data.delete_chunks(chunks.to_vec()))
     }
 
     /// Checks a stored body against what the request announced (length,

@@ -16,7 +16,9 @@ use s3s::{S3Error, S3ErrorCode, S3Result, s3_error};
 use crate::checksum::{Algorithm, Hasher};
 use crate::limits::{MAX_PLACEMENT_ATTEMPTS, READ_AHEAD, REPLICAS, WRITE_WINDOW};
 use crate::store::cluster::{Cluster, NodeRef};
+use crate::store::lease::WriteLease;
 use crate::store::model::ChunkRef;
+use crate::store::table::Tables;
 
 /// What a body became once stored.
 pub struct Written {
@@ -25,20 +27,27 @@ pub struct Written {
     pub md5: [u8; 16],
     /// The checksums asked of [`DataPath::write`], by name, base64.
     pub checksums: Vec<(String, String)>,
+    /// Keeps the garbage collector from the chunks until the record that
+    /// lists them is committed: check [`WriteLease::holds`] right before,
+    /// and keep it until after.
+    pub lease: WriteLease,
 }
 
 #[derive(Clone)]
 pub struct DataPath {
     cluster: Arc<Cluster>,
+    /// Where write leases go.
+    tables: Tables,
     chunk_size: usize,
 }
 
 type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 impl DataPath {
-    pub fn new(cluster: Arc<Cluster>, chunk_size: usize) -> DataPath {
+    pub fn new(tables: &Tables, chunk_size: usize) -> DataPath {
         DataPath {
-            cluster,
+            cluster: tables.cluster().clone(),
+            tables: tables.clone(),
             chunk_size: chunk_size.max(1),
         }
     }
@@ -69,6 +78,7 @@ impl DataPath {
         S: Stream<Item = Result<Bytes, BoxError>> + Unpin,
     {
         self.check_writable()?;
+        let lease = WriteLease::start(&self.tables, &owner);
         let owner = Arc::new(owner);
         let mut md5 = Md5::new();
         let mut hasher = Hasher::new(checksums);
@@ -104,12 +114,12 @@ impl DataPath {
                             done.push(r?);
                         }
                         let chunk = buf.split().freeze();
-                        pending.push_back(self.write_chunk(chunk, owner.clone()));
+                        pending.push_back(self.spawn_write(chunk, owner.clone()));
                     }
                 }
             }
             if !buf.is_empty() {
-                pending.push_back(self.write_chunk(buf.split().freeze(), owner.clone()));
+                pending.push_back(self.spawn_write(buf.split().freeze(), owner.clone()));
             }
             while let Some(r) = pending.next().await {
                 done.push(r?);
@@ -124,6 +134,7 @@ impl DataPath {
                 size,
                 md5: md5.finalize().into(),
                 checksums: hasher.finalize(),
+                lease,
             }),
             Err(e) => {
                 // Chunks still in flight finish or fail on their own; the ones
@@ -136,6 +147,25 @@ impl DataPath {
                 self.delete_chunks(done);
                 Err(e)
             }
+        }
+    }
+
+    /// Starts writing a chunk at once, while the body goes on streaming (a
+    /// future in the window would only move when the window is awaited).
+    fn spawn_write(
+        &self,
+        data: Bytes,
+        owner: Arc<ChunkOwner>,
+    ) -> impl Future<Output = S3Result<ChunkRef>> + use<> {
+        let path = self.clone();
+        let task = tokio::spawn(async move { path.write_chunk(data, owner).await });
+        async move {
+            task.await.unwrap_or_else(|e| {
+                Err(s3_error!(
+                    InternalError,
+                    "a chunk write ended abnormally: {e}"
+                ))
+            })
         }
     }
 

@@ -453,6 +453,17 @@ pub struct PartRecord {
     pub checksums: Vec<(String, String)>,
 }
 
+/// A write lease (table `leases`): a write in progress whose chunks no
+/// record lists yet. The garbage collector keeps the chunks of an owner
+/// with a lease that has not expired.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LeaseRecord {
+    /// Until when the lease holds (ms since the epoch, the cluster's time).
+    pub expires_ms: u64,
+    /// When the write started (ms), for operators.
+    pub started_ms: u64,
+}
+
 pub fn encode<T: Serialize>(value: &T) -> Vec<u8> {
     // Encoding plain structs of strings and numbers into a Vec cannot fail.
     rmp_serde::to_vec_named(value).unwrap_or_default()
@@ -536,6 +547,30 @@ pub fn part_key(bucket: &BucketId, upload_id: &str, part_number: i32) -> Vec<u8>
 
 pub fn part_prefix(bucket: &BucketId, upload_id: &str) -> Vec<u8> {
     prefixed(bucket_partition(bucket), &[bucket, upload_id.as_bytes()])
+}
+
+/// Where the leases of the writes of one chunk owner are: bucket, then
+/// version (or upload id) and key, each with its length, so that no owner's
+/// prefix is another's.
+pub fn lease_prefix(bucket: &BucketId, key: &str, version: &str) -> Vec<u8> {
+    prefixed(
+        bucket_partition(bucket),
+        &[
+            bucket,
+            &(version.len() as u32).to_be_bytes(),
+            version.as_bytes(),
+            &(key.len() as u32).to_be_bytes(),
+            key.as_bytes(),
+        ],
+    )
+}
+
+/// One write's lease: several writes of one owner (a part uploaded twice at
+/// once) each hold their own.
+pub fn lease_key(prefix: &[u8], write: u64) -> Vec<u8> {
+    let mut key = prefix.to_vec();
+    key.extend_from_slice(&write.to_be_bytes());
+    key
 }
 
 /// The smallest key greater than every key starting with `prefix`, or empty

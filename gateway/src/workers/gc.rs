@@ -14,9 +14,11 @@
 //! upload writes the version before it forgets the parts, so that order never
 //! misses a chunk that moves from one to the other). A chunk is kept when a
 //! record lists it on that node. Otherwise it is deleted once its file is
-//! older than the grace period (writes in flight list their chunks within
-//! it), and only if the file is still that old when the node deletes it, so a
-//! copy rewritten meanwhile by a repair stays. Nothing is deleted on a read
+//! older than the grace period and no write of its owner holds a write
+//! lease (a write in flight holds one from a few seconds on, however slowly
+//! its body comes: see `store::lease`), and only if the file is still that
+//! old when the node deletes it, so a copy rewritten meanwhile by a repair
+//! stays. Nothing is deleted on a read
 //! that fails or a record that does not decode, and no sweep runs until the
 //! partition placement has been stable for a while (records may still be
 //! on their way to new replicas).
@@ -38,6 +40,7 @@ use crate::limits::{
 };
 use crate::store::cluster::Cluster;
 use crate::store::hlc::wall_ms;
+use crate::store::lease;
 use crate::store::model::{self, BucketId, ObjectRecord, PartRecord};
 use crate::store::table::Tables;
 
@@ -278,11 +281,27 @@ impl Collector {
                     continue;
                 }
             };
+            // Asked once per owner, and only when a chunk would go.
+            let mut leased: Option<bool> = None;
             for chunk in chunks {
                 if listed.contains(&(chunk.id, node.to_string())) {
                     continue;
                 }
                 if chunk.age_secs < self.config.grace.as_secs() {
+                    self.sweep.waiting += 1;
+                    continue;
+                }
+                if leased.is_none() {
+                    leased = match lease::leased(&self.tables, &owner).await {
+                        Ok(held) => Some(held),
+                        Err(e) => {
+                            tracing::debug!(bucket_id, key, error = %e, "gc: write leases unreadable; chunks kept");
+                            Some(true)
+                        }
+                    };
+                }
+                if leased == Some(true) {
+                    // A write in progress, however slow: its record comes.
                     self.sweep.waiting += 1;
                     continue;
                 }

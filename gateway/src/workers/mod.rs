@@ -227,7 +227,7 @@ pub fn start(
     let cluster = Cluster::new(membership, client, hlc.clone());
     let tables = Tables::new(cluster.clone(), hlc);
     // Workers only delete and copy chunks; the chunk size is never used to cut.
-    let data = DataPath::new(cluster.clone(), crate::limits::DEFAULT_CHUNK_SIZE);
+    let data = DataPath::new(&tables, crate::limits::DEFAULT_CHUNK_SIZE);
     let keys = Arc::new(KeyStore::new(tables.clone()));
     let gateway = Gateway::new(tables.clone(), data, keys, "", "");
     let leader = Leader {
