@@ -224,6 +224,18 @@ class Cluster:
             found.extend(os.path.join(sub, name) for name in os.listdir(sub))
         return found
 
+    def wait_serving(self, client, bucket):
+        """Until `client`'s gateway answers for `bucket` (bounded)."""
+        deadline = time.time() + READY_WAIT
+        while True:
+            try:
+                client.head_bucket(Bucket=bucket)
+                return
+            except (ClientError, BotoCoreError):
+                if time.time() > deadline:
+                    raise
+                time.sleep(0.3)
+
     def wait_writable(self, client, bucket):
         deadline = time.time() + READY_WAIT
         while True:
@@ -256,6 +268,13 @@ class Case:
         return bool(self.lost or self.corrupt or self.broken)
 
 
+def begin(cluster, name, bucket):
+    """A case that writes into `bucket` (created first) through gateway 1."""
+    s3 = cluster.client(1)
+    cluster.wait_writable(s3, bucket)
+    return Case(name), s3
+
+
 def read_back(cluster, case, bucket, expected):
     """Reads every acknowledged object through both gateways."""
     clients = [cluster.client(g) for g in range(1, GATEWAYS + 1)]
@@ -272,10 +291,8 @@ def read_back(cluster, case, bucket, expected):
 
 
 def multipart_race(cluster, rounds):
-    case = Case("multipart-race")
     bucket = "faults-multipart"
-    s3 = cluster.client(1)
-    cluster.wait_writable(s3, bucket)
+    case, s3 = begin(cluster, "multipart-race", bucket)
     other = cluster.client(2)
     first, second, other_first = os.urandom(5 * MIB), os.urandom(1024), os.urandom(5 * MIB)
     expected = {}
@@ -482,10 +499,8 @@ def crashes(cluster, seconds, writers):
 
 
 def restored_backup(cluster, objects):
-    case = Case("restored-backup")
     bucket = "faults-backup"
-    s3 = cluster.client(1)
-    cluster.wait_writable(s3, bucket)
+    case, s3 = begin(cluster, "restored-backup", bucket)
     expected = {}
 
     def write(prefix, count):
@@ -533,10 +548,8 @@ def restored_backup(cluster, objects):
 
 
 def slow_upload(cluster, seconds):
-    case = Case("slow-upload")
     bucket = "faults-slow"
-    s3 = cluster.client(1)
-    cluster.wait_writable(s3, bucket)
+    case, s3 = begin(cluster, "slow-upload", bucket)
     # Three chunks stored at once, then a trickle that outlasts the grace.
     head, tail = os.urandom(3 * MIB), os.urandom(100)
     expected = {}
@@ -587,10 +600,8 @@ def slow_upload(cluster, seconds):
 
 
 def gateway_crash(cluster, rounds):
-    case = Case("gateway-crash")
     bucket = "faults-gateway-crash"
-    s3 = cluster.client(1)
-    cluster.wait_writable(s3, bucket)
+    case, s3 = begin(cluster, "gateway-crash", bucket)
     first, second = os.urandom(5 * MIB), os.urandom(1024)
     expected = {}
     answers = {}
@@ -618,15 +629,7 @@ def gateway_crash(cluster, rounds):
             parts.append({"PartNumber": number, "ETag": etag})
         document = {"Parts": parts}
         doomed = cluster.client(2)
-        ready_by = time.time() + READY_WAIT
-        while True:  # connected (and the restarted gateway ready) before the race
-            try:
-                doomed.head_bucket(Bucket=bucket)
-                break
-            except (ClientError, BotoCoreError):
-                if time.time() > ready_by:
-                    raise
-                time.sleep(0.3)
+        cluster.wait_serving(doomed, bucket)  # connected before the race
         pid = cluster.pid("gateway-2")
         if pid is None:
             raise RuntimeError("gateway-2 is not running")
@@ -649,6 +652,8 @@ def gateway_crash(cluster, rounds):
         started = cluster.script("start", "--storage", str(STORAGE_NODES), "--gateways", str(GATEWAYS))
         if started.returncode != 0:
             raise RuntimeError(f"restart failed: {started.stdout}{started.stderr}")
+        # A gateway answers 503 until it knows the layout; reads come later.
+        cluster.wait_serving(cluster.client(2), bucket)
         # The SDK's retry, through the other gateway; 503s (a Complete the
         # dead gateway left half-way waits out its lease) are retried too.
         retry = "not tried"

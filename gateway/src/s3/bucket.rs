@@ -34,9 +34,9 @@ const MAX_LIST_BUCKETS: i32 = 10_000;
 /// The region where S3 answers 200 to re-creating a bucket you own.
 const LEGACY_REGION: &str = "us-east-1";
 
-/// Whether a DeleteBucket that started at `since_ms` is past its lease.
-fn deletion_expired(since_ms: u64) -> bool {
-    wall_ms().saturating_sub(since_ms) > BUCKET_DELETE_LEASE.as_millis() as u64
+/// Whether a DeleteBucket that started at `since_ms` is past its lease at `now_ms`.
+fn deletion_expired(since_ms: u64, now_ms: u64) -> bool {
+    now_ms.saturating_sub(since_ms) > BUCKET_DELETE_LEASE.as_millis() as u64
 }
 
 impl Inner {
@@ -410,14 +410,14 @@ impl Inner {
             .ok_or_else(no_such_bucket)?;
         if bucket
             .deleting_since_ms
-            .is_some_and(|since| !deletion_expired(since))
+            .is_some_and(|since| !deletion_expired(since, self.tables.now_ms()))
         {
             return Err(s3_error!(
                 OperationAborted,
                 "bucket {name} is being deleted by another request"
             ));
         }
-        bucket.deleting_since_ms = Some(wall_ms());
+        bucket.deleting_since_ms = Some(self.tables.now_ms());
         let marked = self
             .write_bucket_if_unchanged(&bucket, read.ts, Some(&bucket))
             .await?
@@ -567,7 +567,7 @@ impl Inner {
             let Some(since) = current.deleting_since_ms else {
                 return Ok(());
             };
-            if deletion_expired(since) {
+            if deletion_expired(since, self.tables.now_ms()) {
                 let mut kept = current.clone();
                 kept.deleting_since_ms = None;
                 if self

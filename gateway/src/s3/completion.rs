@@ -33,7 +33,6 @@ use s3s::{S3ErrorCode, S3Result, s3_error};
 use super::Inner;
 use super::conditional::WriteCondition;
 use crate::limits::{COMPLETING_LEASE, MAX_UPLOAD_STEPS, UPLOAD_OUTCOME_KEEP, UPLOAD_STATE_POLL};
-use crate::store::hlc::wall_ms;
 use crate::store::model::{
     self, BucketRecord, Completion, ObjectRecord, ObjectVersion, PartRecord, UploadRecord,
     UploadState,
@@ -214,7 +213,7 @@ impl Inner {
             let UploadState::Completing { since_ms } = current.upload.state else {
                 return Ok(seen);
             };
-            if wall_ms() >= since_ms + COMPLETING_LEASE.as_millis() as u64 {
+            if self.tables.now_ms() >= since_ms + COMPLETING_LEASE.as_millis() as u64 {
                 seen = match self
                     .set_upload_state(bucket, current, UploadState::Open)
                     .await?
@@ -254,7 +253,7 @@ impl Inner {
             };
             match &current.upload.state {
                 UploadState::Open => {
-                    let since_ms = wall_ms();
+                    let since_ms = self.tables.now_ms();
                     let choosing = match self
                         .set_upload_state(bucket, &current, UploadState::Completing { since_ms })
                         .await?
@@ -412,11 +411,12 @@ impl Inner {
     ) -> S3Result<()> {
         match &seen.upload.state {
             UploadState::Committing(c)
-                if wall_ms().saturating_sub(c.decided_ms) > COMPLETING_LEASE.as_millis() as u64 =>
+                if self.tables.now_ms().saturating_sub(c.decided_ms)
+                    > COMPLETING_LEASE.as_millis() as u64 =>
             {
                 self.finish_completion(bucket, seen).await.map(drop)
             }
-            _ if seen.outcome_expired(wall_ms()) => {
+            _ if seen.outcome_expired(self.tables.now_ms()) => {
                 if matches!(seen.upload.state, UploadState::Aborted { .. }) {
                     self.forget_parts(bucket, &seen.upload.upload_id, &HashSet::new())
                         .await?;
@@ -456,7 +456,9 @@ impl Inner {
             };
             match &current.upload.state {
                 UploadState::Open => {
-                    let state = UploadState::Aborted { at_ms: wall_ms() };
+                    let state = UploadState::Aborted {
+                        at_ms: self.tables.now_ms(),
+                    };
                     match self.set_upload_state(bucket, &current, state).await? {
                         Ok(_) => {
                             return self.forget_parts(bucket, upload_id, &HashSet::new()).await;

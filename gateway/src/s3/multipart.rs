@@ -350,7 +350,7 @@ impl Inner {
                 updated_ts: 0,
             },
             condition: condition.map(WriteCondition::to_condition),
-            decided_ms: wall_ms(),
+            decided_ms: self.tables.now_ms(),
         })
     }
 

@@ -70,8 +70,9 @@ impl Hlc {
         }
     }
 
-    /// This process's clock, or the storage nodes' where that is later (ms).
-    fn reference_ms(&self) -> u64 {
+    /// This process's clock, or the storage nodes' where that is later (ms);
+    /// unlike [`Hlc::now`] it does not follow timestamps read from records.
+    pub fn reference_ms(&self) -> u64 {
         let own = wall_ms();
         self.cluster.as_ref().map_or(own, |c| own.max(c.now_ms()))
     }

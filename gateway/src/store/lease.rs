@@ -32,7 +32,7 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use crate::limits::{LEASE_AFTER, LEASE_MARGIN, LEASE_RENEW, LEASE_RETRY, LEASE_TTL};
-use crate::store::hlc::{ts_millis, wall_ms};
+use crate::store::hlc::wall_ms;
 use crate::store::model::{self, BucketId, LeaseRecord};
 use crate::store::table::Tables;
 
@@ -127,7 +127,7 @@ async fn keep(shared: Arc<Shared>) {
             continue;
         }
         let lease = LeaseRecord {
-            expires_ms: ts_millis(shared.tables.now()) + LEASE_TTL.as_millis() as u64,
+            expires_ms: shared.tables.now_ms() + LEASE_TTL.as_millis() as u64,
             started_ms: shared.started_ms,
         };
         let result = shared
@@ -200,6 +200,6 @@ pub async fn leased(tables: &Tables, owner: &ChunkOwner) -> Result<bool, String>
         )
         .await
         .map_err(|e| e.message().unwrap_or("metadata read failed").to_string())?;
-    let now_ms = ts_millis(tables.now());
+    let now_ms = tables.now_ms();
     Ok(leases.iter().any(|lease| lease.expires_ms > now_ms))
 }

@@ -73,6 +73,15 @@ impl Tables {
         self.hlc.now()
     }
 
+    /// The time leases between gateways are judged by (ms since the
+    /// epoch): this process's clock, or the storage nodes' when later, so
+    /// that a gateway whose clock is behind neither stamps stale leases nor
+    /// takes live ones for expired. (Not the HLC: it may have followed a
+    /// record from a clock up to a minute ahead.)
+    pub fn now_ms(&self) -> u64 {
+        self.hlc.reference_ms()
+    }
+
     pub fn cluster(&self) -> &Arc<Cluster> {
         &self.cluster
     }
