@@ -125,8 +125,15 @@ else
             break
         fi
         code=$(curl -s -o /dev/null -m 2 -w '%{http_code}' "$ENDPOINT/")
+        # It listens a moment before its gateway knows the layout (503s
+        # until then); it says when it is running.
         case $code in
-            [1-5][0-9][0-9]) up=1; break ;;
+            [1-5][0-9][0-9])
+                if grep -q 'Flexdrive is running' "$WORK/server.log"; then
+                    up=1
+                    break
+                fi
+                ;;
         esac
         sleep 0.5
     done
