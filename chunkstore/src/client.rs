@@ -432,24 +432,27 @@ impl NodeClient {
         decode(node, expect_success(node, answer)?)
     }
 
-    /// A conditional write the 0.1 way (checked on `node` alone), for
-    /// clusters that have no decided layout yet.
+    /// A conditional write the 0.1 way, for clusters that have no decided
+    /// layout yet. `forwarded`: sent by a storage node to the node that
+    /// must check it, which then does not forward it again.
     pub async fn meta_cas_legacy(
         &self,
         node: SocketAddr,
         table: Table,
         req: &CasRequest,
+        forwarded: bool,
     ) -> Result<CasOutcome, ClientError> {
         // Without the protocol header: the node then checks it as 0.1 did.
         let body = postcard::to_stdvec(req)
             .map_err(|e| ClientError::Status(node, 0, format!("cannot encode cas body: {e}")))?;
         let hash = auth::sha256_hex(&body);
+        let forwarded_header = [(header::FORWARDED, "1".to_string())];
         let answer = self
             .send_as(
                 node,
                 Method::POST,
                 format!("/meta/{}/cas", table.name()),
-                &[],
+                if forwarded { &forwarded_header } else { &[] },
                 Bytes::from(body),
                 &hash,
                 MAX_META_RESPONSE,

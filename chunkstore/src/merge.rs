@@ -78,15 +78,20 @@ pub fn merge_into(table: Table, current: Option<Record>, incoming: &Record) -> R
 /// Whether a conditional write may go ahead on this object record. On
 /// refusal, the ETag of the current version (None: no current object).
 pub fn check_expect(expect: &Expect, record: Option<&Record>) -> Result<(), Option<String>> {
-    let current = record
-        .and_then(|r| r.value.as_deref())
-        .and_then(ObjectView::decode)
-        .and_then(|v| v.current_etag());
-    match (expect, current) {
+    match (expect, current_etag(record)) {
         (Expect::Absent, None) => Ok(()),
         (Expect::ETag(want), Some(have)) if *want == have => Ok(()),
         (_, current) => Err(current),
     }
+}
+
+/// The ETag of an object record's current version, if it is not a delete
+/// marker.
+pub fn current_etag(record: Option<&Record>) -> Option<String> {
+    record
+        .and_then(|r| r.value.as_deref())
+        .and_then(ObjectView::decode)
+        .and_then(|v| v.current_etag())
 }
 
 /// Whether a conditional write (protocol 2) may go ahead on `record`, the

@@ -243,9 +243,14 @@ impl MetaStore {
             if let Some(seen) = &req.seen {
                 current = Some(merge::merge_into(table, current, seen));
             }
+            // A retry of this very write (its answer was lost) is written,
+            // not refused by its own first attempt.
+            let retried = current
+                .as_ref()
+                .is_some_and(|c| merge::holds(table, c, &req.write));
             match merge::check_expect(&req.expect, current.as_ref()) {
-                Err(current_etag) => CasOutcome::Refused { current_etag },
-                Ok(()) => {
+                Err(current_etag) if !retried => CasOutcome::Refused { current_etag },
+                _ => {
                     let written = merge::merge_into(table, current.clone(), &req.write);
                     store(&mut t, table, current, &written)?;
                     CasOutcome::Written(written)

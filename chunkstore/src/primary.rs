@@ -21,6 +21,7 @@
 use std::collections::hash_map::DefaultHasher;
 use std::hash::{Hash, Hasher};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::StreamExt;
 use futures::stream::FuturesUnordered;
@@ -30,11 +31,28 @@ use crate::client::ClientError;
 use crate::layout::{Placement, QUORUM};
 use crate::layout_store::Fence;
 use crate::limits::PRIMARY_KEY_LOCKS;
-use crate::merge::{condition_holds, holds, merge, merge_into};
+use crate::merge::{condition_holds, current_etag, holds, merge, merge_into};
 use crate::meta::MetaStore;
 use crate::peers::Peers;
 use crate::placement::partition_of;
-use crate::wire::{ConditionalOutcome, ConditionalWrite, GuardedWrite, Record, Table};
+use crate::wire::{
+    CasOutcome, CasRequest, Condition, ConditionalOutcome, ConditionalWrite, Expect, GuardedWrite,
+    Record, Table,
+};
+
+/// How long a conditional write of a 0.1 caller waits for the node that
+/// must check it to answer again (a restart takes a second or two) or for
+/// a newer epoch with another primary (the layout leader replaces a primary
+/// that stays down 3 s), before it answers 503; as a 0.2 gateway waits.
+const LEGACY_FORWARD_PATIENCE: Duration = Duration::from_secs(10);
+const LEGACY_FORWARD_PAUSE: Duration = Duration::from_millis(250);
+
+/// Why one attempt at a 0.1 caller's conditional write failed.
+enum Retry {
+    /// The primary (or first replica) did not answer, or the layout moved.
+    Again(String),
+    Never(Refusal),
+}
 
 /// Why a conditional write was not carried out.
 #[derive(Debug)]
@@ -145,6 +163,146 @@ impl Primary {
             written: true,
             record: Some(written),
         })
+    }
+
+    /// A conditional write from a caller of 0.1 (a gateway during a rolling
+    /// upgrade, or one that has no decided layout yet). 0.1 checked it on
+    /// the node asked, which each gateway picks by its own view of who is
+    /// alive: two gateways that disagree for a moment (a node just
+    /// restarted) would let two racing creates both win. So it is checked
+    /// where every other conditional write of the key is: on the primary
+    /// once a layout is decided; before that, on the partition's first
+    /// replica, the node 0.1 gateways pick while it is alive. `forwarded`:
+    /// another node sent it here to be checked, so it is not sent on.
+    ///
+    /// While that node does not answer (a restart) this waits, bounded, as
+    /// a 0.2 gateway does, re-reading the layout: a newer epoch names
+    /// another primary. A retry is safe: a write that already landed is
+    /// found written, not refused by itself.
+    pub(crate) async fn legacy(
+        &self,
+        table: Table,
+        req: CasRequest,
+        forwarded: bool,
+    ) -> Result<CasOutcome, Refusal> {
+        if table != Table::Objects {
+            return Err(Refusal::Invalid(
+                "conditions are defined on object records only".into(),
+            ));
+        }
+        let partition = partition_of(&req.write.key)
+            .ok_or_else(|| Refusal::Invalid("a key of at least two bytes is needed".into()))?;
+        let me = &*self.peers.node_id;
+        let deadline = tokio::time::Instant::now() + LEGACY_FORWARD_PATIENCE;
+        loop {
+            let placement = self.peers.layout.placement();
+            let attempt = if placement.epoch > 0 {
+                self.legacy_on_primary(table, partition, &placement, &req)
+                    .await
+            } else {
+                match placement.read_set(partition).first() {
+                    Some(first) if !forwarded && first.as_str() != me => {
+                        self.legacy_on(first, table, &req).await
+                    }
+                    _ => {
+                        let (meta, req) = (self.meta.clone(), req.clone());
+                        return local(move || meta.cas(table, &req).map_err(Local::Failed))
+                            .await
+                            .map_err(|e| Refusal::Unavailable(e.to_string()));
+                    }
+                }
+            };
+            match attempt {
+                Ok(outcome) => return Ok(outcome),
+                Err(Retry::Again(why)) if tokio::time::Instant::now() < deadline => {
+                    tracing::debug!(%why, "conditional write of a 0.1 caller: trying again");
+                    tokio::time::sleep(LEGACY_FORWARD_PAUSE).await;
+                }
+                Err(Retry::Again(why)) => return Err(Refusal::Unavailable(why)),
+                Err(Retry::Never(refusal)) => return Err(refusal),
+            }
+        }
+    }
+
+    /// A 0.1 conditional write on the partition's primary at `placement`.
+    async fn legacy_on_primary(
+        &self,
+        table: Table,
+        partition: u16,
+        placement: &Placement,
+        req: &CasRequest,
+    ) -> Result<CasOutcome, Retry> {
+        // The primary reads a quorum itself: what the caller saw is in it if
+        // it was ever acknowledged.
+        let write = ConditionalWrite {
+            condition: match &req.expect {
+                Expect::Absent => Condition::Absent,
+                Expect::ETag(etag) => Condition::ETag(etag.clone()),
+            },
+            write: req.write.clone(),
+        };
+        let Some(primary) = placement.primary(partition) else {
+            return Err(Retry::Again(format!(
+                "partition {partition} has no primary"
+            )));
+        };
+        let outcome = if primary == &*self.peers.node_id {
+            match self.conditional(table, placement.epoch, write).await {
+                Ok(outcome) => outcome,
+                Err(Refusal::Invalid(why)) => return Err(Retry::Never(Refusal::Invalid(why))),
+                Err(Refusal::Fenced(fence)) => return Err(Retry::Again(format!("{fence:?}"))),
+                Err(Refusal::Unavailable(why)) => return Err(Retry::Again(why)),
+            }
+        } else {
+            self.peers
+                .call(primary, placement.epoch, |client, addr, epoch| {
+                    let write = &write;
+                    async move { client.conditional(addr, epoch, table, write).await }
+                })
+                .await
+                .map_err(|e| {
+                    let why = format!("conditional write on the primary {primary}: {e}");
+                    match e {
+                        ClientError::Status(_, 400, _) => Retry::Never(Refusal::Invalid(why)),
+                        _ => Retry::Again(why),
+                    }
+                })?
+        };
+        Ok(match outcome {
+            ConditionalOutcome {
+                written: true,
+                record: Some(record),
+            } => CasOutcome::Written(record),
+            ConditionalOutcome { record, .. } => CasOutcome::Refused {
+                current_etag: current_etag(record.as_ref()),
+            },
+        })
+    }
+
+    /// A 0.1 conditional write sent on to `node`, which checks it on its
+    /// own (a 0.1 node, or a 0.2 node without a decided layout).
+    async fn legacy_on(
+        &self,
+        node: &str,
+        table: Table,
+        req: &CasRequest,
+    ) -> Result<CasOutcome, Retry> {
+        let addr = self
+            .peers
+            .addr(node)
+            .ok_or_else(|| Retry::Again(format!("node {node} is not in the registry")))?;
+        self.peers
+            .client
+            .meta_cas_legacy(addr, table, req, true)
+            .await
+            .map_err(|e| {
+                let why =
+                    format!("conditional write on {node}, the partition's first replica: {e}");
+                match e {
+                    ClientError::Status(_, 400, _) => Retry::Never(Refusal::Invalid(why)),
+                    _ => Retry::Again(why),
+                }
+            })
     }
 
     /// Carries out a guarded write for a caller at `epoch`: `req.write`

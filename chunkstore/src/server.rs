@@ -18,7 +18,7 @@
 //! | `POST /meta/{table}/merge` body postcard `Vec<Record>` | 204 after commit |
 //! | `POST /meta/{table}/cas` body postcard [`ConditionalWrite`] | 200 postcard [`ConditionalOutcome`]; only on the partition's primary (see [`crate::primary`]) |
 //! | `POST /meta/{table}/guarded` body postcard [`GuardedWrite`] | 200 postcard [`ConditionalOutcome`] (the guard record); only on the partition's primary |
-//! | `POST /meta/objects/cas` without `x-fd-protocol` (0.1) body postcard [`CasRequest`] | 200 postcard [`CasOutcome`] after commit |
+//! | `POST /meta/objects/cas` without `x-fd-protocol` (0.1) body postcard [`CasRequest`] | 200 postcard [`CasOutcome`](crate::wire::CasOutcome) once written; checked on the primary, or with no decided layout on the partition's first replica (see [`crate::primary`]) |
 //! | `GET /meta/{table}/get?key=<hex>` | 200 postcard `Option<Record>` |
 //! | `GET /meta/{table}/scan?start=<hex>&end=<hex>&limit=N` | 200 postcard `Vec<Record>`, `x-fd-more: 1` when the range holds more |
 //! | `GET /layout` | 200 postcard [`LayoutSnapshot`] |
@@ -82,7 +82,7 @@ use crate::primary::{Primary, Refusal};
 use crate::scrub::ScrubConfig;
 use crate::sync::ReplicationConfig;
 use crate::wire::{
-    self, CasOutcome, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, DoomedChunk, GuardedWrite,
+    self, CasRequest, ChunkId, ChunkOwner, ConditionalWrite, DoomedChunk, GuardedWrite,
     LayoutSnapshot, ListedChunk, NodeStatus, Record, Table, header,
 };
 
@@ -838,18 +838,15 @@ async fn handle_signed(state: &Arc<State>, req: Request<Incoming>) -> Result<Res
             }
         }
         Route::MetaCas(table) => {
-            // A 0.1 gateway during a rolling upgrade: checked here alone, as 0.1 did.
-            if table != Table::Objects {
-                return Err(reject(
-                    StatusCode::BAD_REQUEST,
-                    "conditions are defined on object records only",
-                ));
-            }
             let req: CasRequest = postcard::from_bytes(&body)
                 .map_err(|e| reject(StatusCode::BAD_REQUEST, format!("bad cas request: {e}")))?;
-            let meta = state.meta.clone();
-            let outcome: CasOutcome = blocking_meta(move || meta.cas(table, &req)).await?;
-            Ok(postcard_body(&outcome))
+            let forwarded = parts.headers.contains_key(header::FORWARDED);
+            match state.primary.legacy(table, req, forwarded).await {
+                Ok(outcome) => Ok(postcard_body(&outcome)),
+                Err(Refusal::Fenced(fence)) => Err(fenced(fence)),
+                Err(Refusal::Unavailable(why)) => Err(reject(StatusCode::SERVICE_UNAVAILABLE, why)),
+                Err(Refusal::Invalid(why)) => Err(reject(StatusCode::BAD_REQUEST, why)),
+            }
         }
         Route::MetaGet(table) => {
             let key = query.hex("key")?.ok_or_else(|| missing("key"))?;

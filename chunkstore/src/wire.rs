@@ -272,6 +272,10 @@ pub mod header {
     /// HMAC of an answer under the cluster secret, bound to the request's
     /// signature (see `crate::auth::answer_tag`).
     pub const ANSWER_TAG: &str = "x-fd-answer-tag";
+    /// On a conditional write the 0.1 way: a storage node forwarded it to
+    /// the node that must check it, which checks it itself rather than
+    /// forwarding it again.
+    pub const FORWARDED: &str = "x-fd-forwarded";
 }
 
 /// The internal protocol this release speaks. 0.1 sent no version (1):

@@ -10,8 +10,8 @@ use std::time::Duration;
 use chunkstore::layout::{Committed, LayoutHistory, LayoutVersion, Placement};
 use chunkstore::placement::{LayoutEntry, Member, NodeState};
 use chunkstore::{
-    ClientError, Condition, ConditionalWrite, Fence, GuardedWrite, NodeClient, Record,
-    ReplicationConfig, StorageConfig, StorageNode, Table,
+    CasOutcome, CasRequest, ClientError, Condition, ConditionalWrite, Expect, Fence, GuardedWrite,
+    NodeClient, Record, ReplicationConfig, StorageConfig, StorageNode, Table,
 };
 
 const SECRET: &str = "layout-test-secret";
@@ -447,6 +447,141 @@ async fn exactly_one_of_racing_creates_of_the_null_version_wins() {
             written += usize::from(task.await.unwrap().written);
         }
         assert_eq!(written, 1, "exactly one create of the null version wins");
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// Conditional creates the 0.1 way, `n` of them, each sent to the node
+/// `target(n)` picks: the winners' count, and every refusal names an ETag.
+async fn legacy_creates(
+    nodes: &[StorageNode],
+    k: &[u8],
+    count: u64,
+    target: impl Fn(u64) -> usize,
+) -> usize {
+    let mut tasks = Vec::new();
+    for n in 0..count {
+        let client = NodeClient::new(SECRET);
+        let addr = nodes[target(n)].http_addr();
+        let req = CasRequest {
+            expect: Expect::Absent,
+            seen: None,
+            write: object_version(k.to_vec(), "null", 1000 + n, &format!("etag-{n}")),
+        };
+        tasks.push(tokio::spawn(async move {
+            client
+                .meta_cas_legacy(addr, Table::Objects, &req, false)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut written = 0;
+    for task in tasks {
+        match task.await.unwrap() {
+            CasOutcome::Written(_) => written += 1,
+            CasOutcome::Refused { current_etag } => {
+                assert!(current_etag.is_some(), "a refusal names the current ETag")
+            }
+        }
+    }
+    written
+}
+
+/// 0.1 gateways send a conditional write to the first replica they believe
+/// alive; two that disagree send the same key's creates to two nodes. With
+/// no layout decided, every node sends them on to the partition's first
+/// replica, so one wins; while that replica is down, they fail rather than
+/// win somewhere else.
+#[tokio::test]
+async fn without_a_layout_legacy_creates_sent_to_different_nodes_have_one_winner() {
+    bounded(async {
+        let dirs = dirs(3);
+        let mut nodes = start_nodes(&dirs, usize::MAX).await;
+        install(&nodes, &[], &LayoutHistory::default()).await;
+        let p = 23;
+        let k = key(p, "race/legacy");
+        let written = legacy_creates(&nodes, &k, 12, |n| n as usize % 3).await;
+        assert_eq!(written, 1, "exactly one create wins");
+
+        let entries: Vec<LayoutEntry> = nodes
+            .iter()
+            .map(|n| LayoutEntry {
+                id: n.id().to_string(),
+                zone: format!("zone-{}", n.id()),
+                http_addr: n.http_addr(),
+                state: NodeState::Active,
+            })
+            .collect();
+        let first = Placement::from_registry(&entries).read_set(p)[0].clone();
+        let down = nodes.iter().position(|n| n.id() == first).unwrap();
+        nodes.remove(down).shutdown().await;
+        let other = key(p, "race/while-down");
+        let client = NodeClient::new(SECRET);
+        let req = CasRequest {
+            expect: Expect::Absent,
+            seen: None,
+            write: object_version(other.clone(), "null", 5000, "lonely"),
+        };
+        match client
+            .meta_cas_legacy(nodes[0].http_addr(), Table::Objects, &req, false)
+            .await
+        {
+            Err(ClientError::Status(_, 503, _)) => {}
+            other => panic!("a create was checked on a replica other than the first: {other:?}"),
+        }
+        for node in &nodes {
+            assert_eq!(node.meta().get(Table::Objects, &other).unwrap(), None);
+        }
+        for node in nodes {
+            node.shutdown().await;
+        }
+    })
+    .await;
+}
+
+/// During the upgrade's gateway restarts, 0.1 gateways' conditional writes
+/// race the new gateways' on the same key: both go through the primary.
+#[tokio::test]
+async fn legacy_and_protocol_2_creates_race_through_one_primary() {
+    bounded(async {
+        let dirs = dirs(3);
+        let nodes = start_nodes(&dirs, usize::MAX).await;
+        let all: Vec<&StorageNode> = nodes.iter().collect();
+        let h = history(1, vec![members(&all)], 1);
+        install(&nodes, &all, &h).await;
+        let p = 31;
+        let primary = Placement::new(&h.committed).primary(p).unwrap().to_string();
+        let k = key(p, "race/mixed");
+        let new_creates: Vec<_> = (0..6u64)
+            .map(|n| {
+                let client = NodeClient::new(SECRET);
+                let addr = addr_of(&nodes, &primary);
+                let write = ConditionalWrite {
+                    condition: Condition::Absent,
+                    write: object_version(k.clone(), "null", 2000 + n, &format!("new-{n}")),
+                };
+                tokio::spawn(async move {
+                    client
+                        .conditional(addr, 1, Table::Objects, &write)
+                        .await
+                        .unwrap()
+                        .written
+                })
+            })
+            .collect();
+        let mut written = legacy_creates(&nodes, &k, 6, |n| n as usize % 3).await;
+        for task in new_creates {
+            written += usize::from(task.await.unwrap());
+        }
+        assert_eq!(written, 1, "exactly one of the mixed creates wins");
+        let holding = nodes
+            .iter()
+            .filter(|n| n.meta().get(Table::Objects, &k).unwrap().is_some())
+            .count();
+        assert!(holding >= 2, "the winner is on {holding} replicas");
         for node in nodes {
             node.shutdown().await;
         }

@@ -666,10 +666,10 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
                 let req = CasRequest {
                     expect: Expect::Absent,
                     seen: None,
-                    write: object_version("k", "null", 100 + n, &format!("etag{n}")),
+                    write: object_version("key", "null", 100 + n, &format!("etag{n}")),
                 };
                 client
-                    .meta_cas_legacy(addr, Table::Objects, &req)
+                    .meta_cas_legacy(addr, Table::Objects, &req, false)
                     .await
                     .unwrap()
             }));
@@ -685,9 +685,20 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
 
         let client = NodeClient::new(SECRET);
         let stored = client
-            .meta_get(addr, 0, Table::Objects, b"k")
+            .meta_get(addr, 0, Table::Objects, b"key")
             .await
             .unwrap();
+        // The winner's retry (its answer lost) is written again, not refused.
+        let retry = CasRequest {
+            expect: Expect::Absent,
+            seen: None,
+            write: stored.clone().unwrap(),
+        };
+        let outcome = client
+            .meta_cas_legacy(addr, Table::Objects, &retry, false)
+            .await
+            .unwrap();
+        assert!(matches!(outcome, CasOutcome::Written(_)), "{outcome:?}");
         let etag = match client
             .meta_cas_legacy(
                 addr,
@@ -695,8 +706,9 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
                 &CasRequest {
                     expect: Expect::Absent,
                     seen: None,
-                    write: object_version("k", "null", 1000, "late"),
+                    write: object_version("key", "null", 1000, "late"),
                 },
+                false,
             )
             .await
             .unwrap()
@@ -708,16 +720,16 @@ async fn concurrent_conditional_creates_on_one_node_let_exactly_one_through() {
         let replace = CasRequest {
             expect: Expect::ETag(etag),
             seen: stored,
-            write: object_version("k", "null", 2000, "replaced"),
+            write: object_version("key", "null", 2000, "replaced"),
         };
         let outcome = client
-            .meta_cas_legacy(addr, Table::Objects, &replace)
+            .meta_cas_legacy(addr, Table::Objects, &replace, false)
             .await
             .unwrap();
         assert!(matches!(outcome, CasOutcome::Written(_)), "{outcome:?}");
         // Conditions are defined on object records only.
         let err = client
-            .meta_cas_legacy(addr, Table::Buckets, &replace)
+            .meta_cas_legacy(addr, Table::Buckets, &replace, false)
             .await
             .unwrap_err();
         assert!(matches!(err, ClientError::Status(_, 400, _)), "{err}");

@@ -22,7 +22,7 @@ What it does:
      between the two gateways; a request that gets a connection error or a
      5xx is tried once more on the other gateway, as a client with two
      endpoints would. Two more threads race conditional creates
-     (If-None-Match: *) on the same key through both gateways every 2-4 s.
+     (If-None-Match: *) on the same key through both gateways every 0.5-1.5 s.
   4. Phase 1: restarts every storage process, one at a time, on the new
      binary with --legacy-peers (TERM, bounded wait, KILL; same data dir,
      addresses, zone and environment as local-cluster.sh gives it, plus an
@@ -126,7 +126,7 @@ MEMBERS_WAIT = 30            # after a phase: every member alive
 LAYOUT_WAIT = 45             # after a phase: the layout as expected
 LOAD_STOP_WAIT = 60          # load threads finish their current request
 BARRIER_TIMEOUT = 60         # racers meet (one may be in a slow request)
-RACE_INTERVAL = (2.0, 4.0)
+RACE_INTERVAL = (0.5, 1.5)
 S3_CONNECT_TIMEOUT = 5
 S3_READ_TIMEOUT = 20
 MAX_DETAILS = 30             # violations / failures listed in detail
@@ -911,6 +911,7 @@ class Load:
                 break
             rnd += 1
             phase = self.phase
+            fired = time.monotonic() - T0
             key = f"race/r{rnd:04d}"
             body = f"race {rnd} racer {k} {uuid.uuid4().hex}".encode()
             gw = (k + rnd) % 2
@@ -926,7 +927,8 @@ class Load:
                     self.unexpected[(phase, "race-put", describe(exc))] += 1
             with self.lock:
                 self.races[rnd][k] = {"outcome": out, "won": exc is None, "ambiguous": fo or (
-                    exc is not None and retryable(exc)), "body": body, "phase": phase, "gw": gw}
+                    exc is not None and retryable(exc)), "body": body, "phase": phase, "gw": gw,
+                    "fired": fired}
 
 
 # --------------------------------------------------------------------------
@@ -1578,22 +1580,26 @@ class Run:
             winners = [k for k, e in entries.items() if e["won"]]
             holder = next((k for k, e in entries.items() if stored is not None and e["body"] == stored), None)
             outs = {k: e["outcome"] for k, e in entries.items()}
+            # Which phase and gateways: a broken round names its transition.
+            first = min(entries.values(), key=lambda e: e["fired"])
+            label = (f"{key} ({first['phase']}, t={first['fired']:.1f}s, racers via gateways "
+                   f"{sorted(e['gw'] + 1 for e in entries.values())})")
             if stored is not None:
                 race_model[key] = {"live": True, "sha": sha(stored), "size": len(stored), "unc": False}
             if len(winners) > 1:
-                problems.append(f"{key}: two winners {outs}")
+                problems.append(f"{label}: two winners {outs}")
             elif len(winners) == 1:
                 if holder != winners[0]:
-                    problems.append(f"{key}: winner racer {winners[0]} but stored "
+                    problems.append(f"{label}: winner racer {winners[0]} but stored "
                                     f"{'nothing' if stored is None else 'racer ' + str(holder)}'s body; {outs}")
             else:
                 if stored is None:
                     if not any(e["ambiguous"] for e in entries.values()):
-                        problems.append(f"{key}: no winner and nothing stored: {outs}")
+                        problems.append(f"{label}: no winner and nothing stored: {outs}")
                 elif holder is None:
-                    problems.append(f"{key}: stored body of neither racer: {outs}")
+                    problems.append(f"{label}: stored body of neither racer: {outs}")
                 elif not entries[holder]["ambiguous"]:
-                    problems.append(f"{key}: no 200, stored racer {holder}'s body, whose answer was {outs[holder]}")
+                    problems.append(f"{label}: no 200, stored racer {holder}'s body, whose answer was {outs[holder]}")
         self.check(rounds and not problems, f"conditional-create races: exactly one winner in each of "
                    f"{len(rounds)} rounds", f"{len(problems)} rounds: {problems[:6]}" if rounds else
                    "no race round ran")

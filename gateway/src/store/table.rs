@@ -354,7 +354,7 @@ impl Tables {
         let outcome = self
             .cluster
             .client()
-            .meta_cas_legacy(addr, table, &legacy)
+            .meta_cas_legacy(addr, table, &legacy, false)
             .await
             .map_err(|e| s3_error!(ServiceUnavailable, "conditional write on {id} failed: {e}"))?;
         match outcome {
