@@ -219,6 +219,12 @@ pub const GC_DRAIN_PAGES: usize = 20;
 /// operator or after the dead-node timeout) only if this many stay.
 pub const MIN_ACTIVE_NODES: usize = REPLICAS;
 
+/// How long a request that reaches a gateway just started waits for it to
+/// learn the layout (the embedded server listens a moment before), and how
+/// often it looks.
+pub const FIRST_LAYOUT_WAIT: Duration = Duration::from_secs(10);
+pub const FIRST_LAYOUT_POLL: Duration = Duration::from_millis(50);
+
 /// How long the gateway's readiness result is reused (it costs a metadata
 /// quorum read); the chart probes every 5 s.
 pub const READY_CACHE: Duration = Duration::from_secs(2);

@@ -16,7 +16,7 @@ use tokio::task::JoinHandle;
 
 use crate::health::GatewayReadiness;
 use crate::keys::KeyStore;
-use crate::limits::MAX_POST_OBJECT_SIZE;
+use crate::limits::{FIRST_LAYOUT_WAIT, MAX_POST_OBJECT_SIZE};
 use crate::s3::Gateway;
 use crate::store::cluster::Cluster;
 use crate::store::data::DataPath;
@@ -169,6 +169,7 @@ pub async fn start(
         Some(metrics.connections()),
     );
     let body_idle = config.connections.body_idle;
+    let serving_cluster = cluster.clone();
     let accept_task = tokio::spawn(async move {
         let conn_builder = gate.builder();
         let graceful = hyper_util::server::graceful::GracefulShutdown::new();
@@ -193,14 +194,17 @@ pub async fn start(
                     let gateway = http_gateway.clone();
                     let domains = domains.clone();
                     let metrics = metrics.clone();
+                    let cluster = serving_cluster.clone();
                     let handler = hyper::service::service_fn(move |req| {
                         let service = service.clone();
                         let gateway = gateway.clone();
                         let domains = domains.clone();
                         let metrics = metrics.clone();
+                        let cluster = cluster.clone();
                         let started = Instant::now();
                         let counted = metrics.clone();
                         let answer = async move {
+                            cluster.await_first_layout(FIRST_LAYOUT_WAIT).await;
                             // The policy key aws:SourceIp.
                             let mut req = req;
                             req.extensions_mut().insert(crate::s3::ClientAddr(peer));

@@ -176,20 +176,11 @@ impl TestCluster {
         connections: gateway::ConnectionLimits,
     ) -> TestCluster {
         let embedded = Embedded::start(EmbeddedConfig {
-            data_dir: dir.path().to_path_buf(),
-            s3_addr: "127.0.0.1:0".parse().unwrap(),
-            storage_nodes,
-            root_access_key: ACCESS_KEY.into(),
-            root_secret_key: SECRET_KEY.into(),
             chunk_size,
-            region: REGION.into(),
-            domains: vec!["localhost".into()],
-            probe_period: PROBE_PERIOD,
             background,
             nodes,
-            admin_addr: Some("127.0.0.1:0".parse().unwrap()),
-            admin_token: Some(ADMIN_TOKEN.into()),
             connections,
+            ..embedded_config(dir.path(), storage_nodes)
         })
         .await
         .expect("cluster starts");
@@ -275,6 +266,27 @@ impl TestCluster {
 
     pub async fn stop(self) {
         self.embedded.shutdown().await;
+    }
+}
+
+/// How the tests' clusters are started: `storage_nodes` storage nodes in
+/// `dir`, the S3 and admin ports on free loopback ports, the test keys.
+pub fn embedded_config(dir: &Path, storage_nodes: usize) -> EmbeddedConfig {
+    EmbeddedConfig {
+        data_dir: dir.to_path_buf(),
+        s3_addr: "127.0.0.1:0".parse().unwrap(),
+        storage_nodes,
+        root_access_key: ACCESS_KEY.into(),
+        root_secret_key: SECRET_KEY.into(),
+        chunk_size: 1024 * 1024,
+        region: REGION.into(),
+        domains: vec!["localhost".into()],
+        probe_period: PROBE_PERIOD,
+        background: BackgroundConfig::default(),
+        nodes: NodeTuning::default(),
+        admin_addr: Some("127.0.0.1:0".parse().unwrap()),
+        admin_token: Some(ADMIN_TOKEN.into()),
+        connections: gateway::ConnectionLimits::default(),
     }
 }
 

@@ -163,3 +163,60 @@ async fn connections_past_the_cap_get_slow_down_and_stalled_ones_are_closed() {
     })
     .await;
 }
+
+/// `flexdrive server` listens a moment before its gateway knows the layout:
+/// a request that arrives then waits for it rather than answering 503 (a
+/// script that runs `aws s3 mb` right after starting the server).
+#[tokio::test]
+async fn a_request_reaching_a_gateway_just_started_waits_for_it_instead_of_503() {
+    bounded(Duration::from_secs(90), async {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .and_then(|l| l.local_addr())
+            .expect("a free port")
+            .port();
+        let s3_addr: std::net::SocketAddr = ([127, 0, 0, 1], port).into();
+        let config = flexdrive::EmbeddedConfig {
+            s3_addr,
+            ..embedded_config(dir.path(), 3)
+        };
+        let starting = tokio::spawn(flexdrive::Embedded::start(config));
+        // The first moment the port accepts, as an impatient client would.
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(s3_addr).await.is_err() {
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "the S3 port never opened"
+            );
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+        let endpoint = format!("http://{s3_addr}");
+        let created = raw_request(
+            &endpoint,
+            "PUT",
+            "/first-bucket",
+            None,
+            b"",
+            Some((ACCESS_KEY, SECRET_KEY)),
+        )
+        .await;
+        assert_eq!(created.status, 200, "{}", created.body);
+        let embedded = starting.await.expect("start task").expect("cluster starts");
+        let listed = raw_request(
+            &endpoint,
+            "GET",
+            "/",
+            None,
+            b"",
+            Some((ACCESS_KEY, SECRET_KEY)),
+        )
+        .await;
+        assert!(
+            listed.body.contains("<Name>first-bucket</Name>"),
+            "{}",
+            listed.body
+        );
+        embedded.shutdown().await;
+    })
+    .await;
+}

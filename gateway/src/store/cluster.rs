@@ -11,7 +11,7 @@
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 
 use chunkstore::layout::{LayoutHistory, Placement};
@@ -22,7 +22,9 @@ use membership::{MemberState, Role, Snapshot};
 use rand::seq::{IndexedRandom, SliceRandom};
 use tokio::sync::watch;
 
-use crate::limits::{LAYOUT_REFRESH, LAYOUT_REFRESH_MIN, REPLICAS};
+use crate::limits::{
+    FIRST_LAYOUT_POLL, LAYOUT_REFRESH, LAYOUT_REFRESH_MIN, PARTITIONS, QUORUM, REPLICAS,
+};
 use crate::metrics::GatewayMetrics;
 use crate::store::hlc::Hlc;
 
@@ -112,6 +114,8 @@ pub struct Cluster {
     metrics: GatewayMetrics,
     /// When the last refresh of the layout ended.
     refreshed: Mutex<Option<tokio::time::Instant>>,
+    /// Whether this gateway has known, once, enough of the cluster to serve.
+    known_once: AtomicBool,
 }
 
 /// Counts a request to a node while it is alive.
@@ -141,7 +145,40 @@ impl Cluster {
             metrics: GatewayMetrics::new(hlc.clone()),
             hlc,
             refreshed: Mutex::new(None),
+            known_once: AtomicBool::new(false),
         })
+    }
+
+    /// Right after the gateway starts, until it has learned the layout and
+    /// seen enough storage nodes alive to serve, waits for that, at most
+    /// `timeout`: a client that connects to a gateway just started gets its
+    /// answer a moment later rather than a 503. Once known, never waits
+    /// again (later outages answer at once, as they should).
+    pub async fn await_first_layout(&self, timeout: std::time::Duration) {
+        if self.known_once.load(Ordering::Relaxed) {
+            return;
+        }
+        let deadline = tokio::time::Instant::now() + timeout;
+        loop {
+            if self.can_serve() {
+                self.known_once.store(true, Ordering::Relaxed);
+                return;
+            }
+            if tokio::time::Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep(FIRST_LAYOUT_POLL).await;
+        }
+    }
+
+    /// Enough live storage nodes to write a chunk, and a quorum of live
+    /// replicas for every metadata partition.
+    fn can_serve(&self) -> bool {
+        self.live_storage().len() >= REPLICAS
+            && (0..=PARTITIONS).all(|partition| {
+                let replicas = self.partition_nodes(partition);
+                replicas.iter().filter(|(_, _, live)| *live).count() >= QUORUM
+            })
     }
 
     /// The gateway's metrics, for every component to count into.
