@@ -220,6 +220,7 @@ impl DataPath {
                 size: data.len() as u64,
                 crc32c,
                 nodes: stored,
+                stripe: None,
             };
             self.delete_chunks(vec![partial]);
             return Err(s3_error!(
@@ -232,6 +233,7 @@ impl DataPath {
             size: data.len() as u64,
             crc32c,
             nodes: stored,
+            stripe: None,
         })
     }
 
@@ -313,6 +315,14 @@ async fn fetch_piece(
     from: u64,
     to: u64,
 ) -> Result<Bytes, io::Error> {
+    if chunk.is_striped() {
+        // Its files are shards, not copies: reading one as the chunk would
+        // give other bytes. Stripes are read by decoding (docs/erasure.md).
+        return Err(io::Error::other(format!(
+            "chunk {} is erasure-coded; this gateway reads copies only",
+            chunk.id
+        )));
+    }
     let whole = from == 0 && to == chunk.size;
     let range = if whole { None } else { Some((from, to - from)) };
     // Least-loaded live replica first; replicas not seen alive last.

@@ -365,13 +365,37 @@ impl ObjectData {
     }
 }
 
-/// One chunk of an object and the nodes that hold its copies.
+/// One chunk of an object and the nodes that hold it: full copies, or the
+/// shards of a stripe (docs/erasure.md).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ChunkRef {
     pub id: ChunkId,
     pub size: u64,
+    /// Of the whole chunk.
     pub crc32c: u32,
+    /// With a stripe, shard `i` is on `nodes[i]`, in a file named by the
+    /// chunk's id like a copy (one shard per node), so that every file is
+    /// listed the same way for the garbage collector.
     pub nodes: Vec<String>,
+    /// None: `nodes` hold full copies (every record before storage classes).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stripe: Option<StripeRef>,
+}
+
+impl ChunkRef {
+    pub fn is_striped(&self) -> bool {
+        self.stripe.is_some()
+    }
+}
+
+/// How an erasure-coded chunk is cut: `data` + `parity` shards of
+/// `shard_size` bytes, and each shard's CRC32C, by shard index.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeRef {
+    pub data: u8,
+    pub parity: u8,
+    pub shard_size: u32,
+    pub shard_crc32c: Vec<u32>,
 }
 
 /// `uploads` table: one record per multipart upload in progress.
@@ -609,6 +633,43 @@ mod tests {
         let p = object_prefix(&[7; 16]);
         let k = object_key(&[7; 16], "zzz\u{10ffff}");
         assert!(k.starts_with(&p) && k < prefix_end(&p));
+    }
+
+    #[test]
+    fn a_chunk_without_a_stripe_is_encoded_as_before_and_a_stripe_round_trips() {
+        #[derive(Serialize)]
+        struct ChunkRefBefore {
+            id: ChunkId,
+            size: u64,
+            crc32c: u32,
+            nodes: Vec<String>,
+        }
+        let before = ChunkRefBefore {
+            id: ChunkId([3; 16]),
+            size: 10,
+            crc32c: 7,
+            nodes: vec!["a".into(), "b".into(), "c".into()],
+        };
+        let copies = ChunkRef {
+            id: before.id,
+            size: 10,
+            crc32c: 7,
+            nodes: before.nodes.clone(),
+            stripe: None,
+        };
+        // Byte for byte: records of copies stay readable by the release before.
+        assert_eq!(encode(&copies), encode(&before));
+        assert_eq!(decode::<ChunkRef>(&encode(&before)), Some(copies.clone()));
+        let striped = ChunkRef {
+            stripe: Some(StripeRef {
+                data: 4,
+                parity: 2,
+                shard_size: 3,
+                shard_crc32c: vec![1, 2, 3, 4, 5, 6],
+            }),
+            ..copies
+        };
+        assert_eq!(decode::<ChunkRef>(&encode(&striped)), Some(striped));
     }
 
     #[test]

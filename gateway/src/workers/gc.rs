@@ -340,21 +340,37 @@ impl Collector {
     }
 }
 
+/// What the records of one owner list.
+#[derive(Default)]
+pub(crate) struct Listed {
+    /// Every (chunk, node) a file is listed on: copies and shards alike.
+    pub(crate) files: HashSet<(ChunkId, String)>,
+    /// Chunks kept as stripes: their files are shards, not copies of each
+    /// other, so none may stand in for another.
+    pub(crate) striped: HashSet<ChunkId>,
+}
+
+impl Listed {
+    pub(crate) fn contains(&self, file: &(ChunkId, String)) -> bool {
+        self.files.contains(file)
+    }
+}
+
 /// Every (chunk, node) that the records `owner` names list: the upload's
 /// part records first, then the object record (see the module comment for
 /// why in that order). Err when a record cannot be read or decoded.
-pub(crate) async fn listed_copies(
-    tables: &Tables,
-    owner: &ChunkOwner,
-) -> Result<HashSet<(ChunkId, String)>, String> {
+pub(crate) async fn listed_copies(tables: &Tables, owner: &ChunkOwner) -> Result<Listed, String> {
     let mut id: BucketId = [0; 16];
     hex::decode_to_slice(&owner.bucket_id, &mut id).map_err(|e| format!("bad bucket id: {e}"))?;
     let partition = model::bucket_partition(&id);
-    let mut listed = HashSet::new();
+    let mut listed = Listed::default();
     let mut add = |chunks: &[model::ChunkRef]| {
         for c in chunks {
             for n in &c.nodes {
-                listed.insert((c.id, n.clone()));
+                listed.files.insert((c.id, n.clone()));
+            }
+            if c.is_striped() {
+                listed.striped.insert(c.id);
             }
         }
     };

@@ -59,7 +59,13 @@ async fn heal(tables: &Tables, cluster: &Cluster, me: &str, healed: &IntCounter)
             }
             continue;
         }
+        if listed.striped.contains(&chunk.id) {
+            // Another node's file is another shard, not a copy of this
+            // one: a lost shard is rebuilt by decoding (docs/erasure.md).
+            continue;
+        }
         let sources = listed
+            .files
             .iter()
             .filter(|(id, node)| *id == chunk.id && node != me && cluster.is_live(node))
             .filter_map(|(_, node)| cluster.addr_of(node));

@@ -757,8 +757,17 @@ struct Budget {
     repairs: usize,
 }
 
-/// The chunks an object record (every version) or a part record lists.
+/// The chunks an object record (every version) or a part record lists
+/// that are kept as copies. Stripes are left out: a shard is not a copy of
+/// its neighbours, so copying one in place of a lost one would put the
+/// wrong shard there; stripes are rebuilt by decoding (docs/erasure.md).
 fn record_chunks(table: Table, value: &[u8]) -> Vec<ChunkRef> {
+    let mut chunks = listed_chunks(table, value);
+    chunks.retain(|c| !c.is_striped());
+    chunks
+}
+
+fn listed_chunks(table: Table, value: &[u8]) -> Vec<ChunkRef> {
     match table {
         Table::Objects => model::decode::<ObjectRecord>(value)
             .map(|r| {
@@ -919,7 +928,39 @@ mod tests {
             size: 1,
             crc32c: 0,
             nodes: nodes.iter().map(|n| n.to_string()).collect(),
+            stripe: None,
         }
+    }
+
+    #[test]
+    fn stripes_are_left_to_decoding_not_copied_as_if_shards_were_copies() {
+        let mut striped = chunk(2, &["a", "b", "c", "d", "e", "f"]);
+        striped.stripe = Some(model::StripeRef {
+            data: 4,
+            parity: 2,
+            shard_size: 1,
+            shard_crc32c: vec![0; 6],
+        });
+        let record = ObjectRecord {
+            versions: vec![model::ObjectVersion {
+                version_id: "null".into(),
+                ts: 1,
+                last_modified_ms: 1,
+                data: Some(model::ObjectData {
+                    chunks: vec![chunk(1, &["a", "b", "c"]), striped],
+                    ..Default::default()
+                }),
+                updated_ts: 0,
+            }],
+            purged: Vec::new(),
+        };
+        let value = model::encode(&record);
+        assert_eq!(listed_chunks(Table::Objects, &value).len(), 2);
+        let repaired: Vec<ChunkId> = record_chunks(Table::Objects, &value)
+            .iter()
+            .map(|c| c.id)
+            .collect();
+        assert_eq!(repaired, vec![ChunkId([1; 16])]);
     }
 
     #[test]
