@@ -8,7 +8,7 @@ use chunkstore::Table;
 use futures::future::BoxFuture;
 use telemetry::{CachedCheck, Readiness};
 
-use crate::limits::{PARTITIONS, QUORUM, READY_CACHE, REPLICAS, SYSTEM_PARTITION};
+use crate::limits::{READY_CACHE, SYSTEM_PARTITION};
 use crate::store::cluster::Cluster;
 use crate::store::model::bucket_key;
 use crate::store::table::Tables;
@@ -31,20 +31,8 @@ impl GatewayReadiness {
     }
 
     async fn probe(&self) -> Result<(), String> {
-        let live = self.cluster.live_storage().len();
-        if live < REPLICAS {
-            return Err(format!(
-                "{live} storage nodes alive, {REPLICAS} needed to write three copies"
-            ));
-        }
-        for partition in 0..=PARTITIONS {
-            let replicas = self.cluster.partition_nodes(partition);
-            let reachable = replicas.iter().filter(|(_, _, live)| *live).count();
-            if reachable < QUORUM {
-                return Err(format!(
-                    "metadata partition {partition} has {reachable} live replicas, {QUORUM} needed"
-                ));
-            }
+        if let Some(why) = self.cluster.cannot_serve() {
+            return Err(why);
         }
         // No bucket has an empty name: this reads nothing but still asks a quorum.
         self.tables

@@ -160,7 +160,7 @@ impl Cluster {
         }
         let deadline = tokio::time::Instant::now() + timeout;
         loop {
-            if self.can_serve() {
+            if self.cannot_serve().is_none() {
                 self.known_once.store(true, Ordering::Relaxed);
                 return;
             }
@@ -171,14 +171,25 @@ impl Cluster {
         }
     }
 
-    /// Enough live storage nodes to write a chunk, and a quorum of live
-    /// replicas for every metadata partition.
-    fn can_serve(&self) -> bool {
-        self.live_storage().len() >= REPLICAS
-            && (0..=PARTITIONS).all(|partition| {
-                let replicas = self.partition_nodes(partition);
-                replicas.iter().filter(|(_, _, live)| *live).count() >= QUORUM
+    /// Why this gateway cannot serve now, as far as its view of the cluster
+    /// tells: fewer live storage nodes than a chunk needs, or a metadata
+    /// partition without a quorum of live replicas.
+    pub fn cannot_serve(&self) -> Option<String> {
+        let live = self.live_storage().len();
+        if live < REPLICAS {
+            return Some(format!(
+                "{live} storage nodes alive, {REPLICAS} needed to write three copies"
+            ));
+        }
+        (0..=PARTITIONS).find_map(|partition| {
+            let replicas = self.partition_nodes(partition);
+            let reachable = replicas.iter().filter(|(_, _, live)| *live).count();
+            (reachable < QUORUM).then(|| {
+                format!(
+                    "metadata partition {partition} has {reachable} live replicas, {QUORUM} needed"
+                )
             })
+        })
     }
 
     /// The gateway's metrics, for every component to count into.

@@ -222,8 +222,7 @@ pub struct StripeCodec {
 
 impl StripeCodec {
     pub fn new(data: u8, parity: u8) -> Result<StripeCodec, StripeError> {
-        let rs = ReedSolomon::new(data as usize, parity as usize)
-            .map_err(|e| StripeError::Codec(format!("{e:?}")))?;
+        let rs = ReedSolomon::new(data as usize, parity as usize).map_err(codec_error)?;
         Ok(StripeCodec {
             data: data as usize,
             parity: parity as usize,
@@ -254,7 +253,7 @@ impl StripeCodec {
         let mut parity = vec![vec![0u8; shard_size]; self.parity];
         self.rs
             .encode_sep(&data, &mut parity)
-            .map_err(|e| StripeError::Codec(format!("{e:?}")))?;
+            .map_err(codec_error)?;
         let padded = Bytes::from(padded);
         Ok((0..self.data)
             .map(|i| padded.slice(i * shard_size..(i + 1) * shard_size))
@@ -275,13 +274,8 @@ impl StripeCodec {
                 chunk.extend_from_slice(shard);
             }
         } else {
-            let mut work: Vec<Option<Vec<u8>>> = shards
-                .iter()
-                .map(|s| s.as_ref().map(|b| b.to_vec()))
-                .collect();
-            self.rs
-                .reconstruct_data(&mut work)
-                .map_err(|e| StripeError::Codec(format!("{e:?}")))?;
+            let mut work = owned(shards);
+            self.rs.reconstruct_data(&mut work).map_err(codec_error)?;
             for shard in work.into_iter().take(self.data).flatten() {
                 chunk.extend_from_slice(&shard);
             }
@@ -298,13 +292,8 @@ impl StripeCodec {
         chunk_len: usize,
     ) -> Result<Vec<Bytes>, StripeError> {
         self.check(shards, chunk_len)?;
-        let mut work: Vec<Option<Vec<u8>>> = shards
-            .iter()
-            .map(|s| s.as_ref().map(|b| b.to_vec()))
-            .collect();
-        self.rs
-            .reconstruct(&mut work)
-            .map_err(|e| StripeError::Codec(format!("{e:?}")))?;
+        let mut work = owned(shards);
+        self.rs.reconstruct(&mut work).map_err(codec_error)?;
         Ok(work.into_iter().flatten().map(Bytes::from).collect())
     }
 
@@ -346,6 +335,18 @@ impl StripeCodec {
         }
         Ok(expected)
     }
+}
+
+/// The codec reconstructs in place, into buffers it owns.
+fn owned(shards: &[Option<Bytes>]) -> Vec<Option<Vec<u8>>> {
+    shards
+        .iter()
+        .map(|s| s.as_ref().map(|b| b.to_vec()))
+        .collect()
+}
+
+fn codec_error(e: reed_solomon_erasure::Error) -> StripeError {
+    StripeError::Codec(format!("{e:?}"))
 }
 
 #[cfg(test)]
